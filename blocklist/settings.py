@@ -1,0 +1,194 @@
+"""Typed settings, read once from the environment (prefix ``BLOCKLIST_``).
+
+Build one :class:`Settings` at process start and pass it down; nothing in the
+project reads the environment anywhere else.
+
+Feeds are given as ``BLOCKLIST_FEEDS``: comma-separated items, each either a
+preset name (see :data:`PRESETS`) or ``name=source`` / ``name=format:source``
+where source is an ``http(s)://`` URL, a ``file://`` URL or a plain path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import platformdirs
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from blocklist.errors import ConfigError
+from blocklist.feedparsers import FeedFormat
+
+#: Well-known feeds selectable by name alone, with their format.
+PRESETS: dict[str, tuple[FeedFormat, str]] = {
+    "ipsum": (
+        FeedFormat.IPSUM,
+        "https://raw.githubusercontent.com/stamparm/ipsum/master/ipsum.txt",
+    ),
+    "spamhaus_drop": (FeedFormat.SPAMHAUS, "https://www.spamhaus.org/drop/drop.txt"),
+    "spamhaus_edrop": (FeedFormat.SPAMHAUS, "https://www.spamhaus.org/drop/edrop.txt"),
+    "spamhaus_dropv6": (FeedFormat.SPAMHAUS, "https://www.spamhaus.org/drop/dropv6.txt"),
+    "firehol_level1": (
+        FeedFormat.NETSET,
+        "https://raw.githubusercontent.com/firehol/blocklist-ipsets/master/firehol_level1.netset",
+    ),
+    "firehol_level2": (
+        FeedFormat.NETSET,
+        "https://raw.githubusercontent.com/firehol/blocklist-ipsets/master/firehol_level2.netset",
+    ),
+}
+ALLOWED_SCHEMES = ("http", "https", "file")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSpec:
+    """One configured feed: a unique name, where to get it, how to read it."""
+
+    name: str
+    source: str
+    format: FeedFormat = FeedFormat.AUTO
+    interval: float | None = None
+
+    @property
+    def is_http(self) -> bool:
+        """True if the source is fetched over HTTP(S)."""
+        return self.source.startswith(("http://", "https://"))
+
+
+def parse_duration(text: str | float) -> float:
+    """Seconds from ``90``, ``90s``, ``30m``, ``24h`` or ``1d``; must be > 0."""
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        match = _DURATION.match(text.lower())
+        if not match:
+            raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 24h, 1d)")
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if seconds <= 0:
+        raise ConfigError(f"duration must be positive: {text!r}")
+    return seconds
+
+
+def parse_feed_specs(text: str) -> tuple[FeedSpec, ...]:
+    """Parse the ``BLOCKLIST_FEEDS`` syntax; raises :class:`ConfigError`."""
+    specs: list[FeedSpec] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" not in item:
+            if item not in PRESETS:
+                known = ", ".join(PRESETS)
+                raise ConfigError(f"unknown feed preset {item!r} (known: {known})")
+            fmt, url = PRESETS[item]
+            specs.append(FeedSpec(item, url, fmt))
+            continue
+        name, _, rest = (s.strip() for s in item.partition("="))
+        if not _NAME.match(name):
+            raise ConfigError(f"bad feed name {name!r}: use lowercase letters, digits, _ . -")
+        fmt = FeedFormat.AUTO
+        prefix, sep, after = rest.partition(":")
+        if sep and prefix.lower() in FeedFormat.__members__.values():
+            fmt, rest = FeedFormat(prefix.lower()), after
+        specs.append(FeedSpec(name, _check_source(rest), fmt))
+    if not specs:
+        raise ConfigError("no feeds configured")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"feed names must be unique: {names}")
+    return tuple(specs)
+
+
+def _check_source(source: str) -> str:
+    if not source:
+        raise ConfigError("empty feed source")
+    scheme = urlsplit(source).scheme.lower()
+    if scheme and len(scheme) > 1 and scheme not in ALLOWED_SCHEMES:
+        raise ConfigError(f"feed scheme {scheme!r} not allowed (use http, https, file or a path)")
+    if scheme in ("http", "https") and not urlsplit(source).netloc:
+        raise ConfigError(f"feed URL has no host: {source!r}")
+    return source
+
+
+class Settings(BaseSettings):
+    """Settings of both processes. Environment variables: ``BLOCKLIST_<NAME>``.
+
+    ``REDIS_URL`` (no prefix) selects distributed mode; unset means embedded.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="BLOCKLIST_", frozen=True, extra="ignore")
+
+    feeds: Annotated[tuple[FeedSpec, ...], NoDecode] = Field(
+        default=parse_feed_specs("ipsum"),
+        description="Comma-separated presets or name=[format:]source items.",
+    )
+    feed_intervals: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=dict, description="Per-feed refresh, e.g. 'ipsum=12h,spamhaus_drop=1h'."
+    )
+    refresh_interval: float = Field(default=24 * 3600.0, description="Default refresh, seconds.")
+    state_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_state_dir("blocklist", appauthor=False)),
+        description="Where embedded mode keeps the last good feeds and version.",
+    )
+    shrink_threshold: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Refuse a feed below this share of its last size."
+    )
+    bootstrap: bool = Field(default=True, description="Serve the bundled snapshot until a sync.")
+    min_score: int = Field(default=0, ge=0, description="Drop scored entries below this score.")
+    max_download_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    http_timeout: float = Field(default=30.0, gt=0, description="Per-operation HTTP timeout, s.")
+    retry_attempts: int = Field(default=5, ge=1, description="Fetch attempts per sync.")
+    retry_max_seconds: float = Field(default=300.0, gt=0, description="Give up retrying after.")
+    retry_initial_wait: float = Field(default=1.0, ge=0, description="First backoff wait, s.")
+    retry_max_wait: float = Field(default=60.0, ge=0, description="Longest single backoff, s.")
+    user_agent: str = "blocklist-service/0.1 (+https://github.com/stamparm/ipsum)"
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "BLOCKLIST_REDIS_URL")
+    )
+    log_level: str = "INFO"
+    access_log: bool = Field(default=False, description="One log line per request (costly).")
+
+    @field_validator("feeds", mode="before")
+    @classmethod
+    def _parse_feeds(cls, value: object) -> object:
+        return parse_feed_specs(value) if isinstance(value, str) else value
+
+    @field_validator("feed_intervals", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        out: dict[str, float] = {}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            name, sep, duration = item.partition("=")
+            if not sep:
+                raise ConfigError(f"feed interval {item!r} is not name=duration")
+            out[name.strip()] = parse_duration(duration)
+        return out
+
+    @field_validator("refresh_interval", mode="before")
+    @classmethod
+    def _parse_refresh(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str | int | float) else value
+
+    @model_validator(mode="after")
+    def _check_interval_names(self) -> Settings:
+        unknown = set(self.feed_intervals) - {f.name for f in self.feeds}
+        if unknown:
+            raise ConfigError(f"feed intervals name unknown feeds: {sorted(unknown)}")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when no Redis is configured: one self-contained process."""
+        return not self.redis_url
+
+    def interval_for(self, feed: FeedSpec) -> float:
+        """Refresh interval of one feed, seconds."""
+        return self.feed_intervals.get(feed.name, feed.interval or self.refresh_interval)

@@ -1,0 +1,90 @@
+"""Runs the updater on a schedule (APScheduler, asyncio).
+
+At start every feed is synced once (one combined build); then each feed has
+its own interval job. A feed whose sync fails or is refused is retried
+sooner, with exponential backoff (:func:`backoff_delay`), never later than
+its regular interval.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from blocklistupdater.updater import Outcome, Updater
+
+log = logging.getLogger(__name__)
+
+#: First retry after a failed sync, seconds; doubles per consecutive failure.
+FIRST_RETRY_DELAY = 60.0
+
+
+def backoff_delay(failures: int, interval: float, first: float = FIRST_RETRY_DELAY) -> float:
+    """Delay before retrying a feed after ``failures`` consecutive failures.
+
+    ``first * 2**(failures-1)``, capped at the feed's interval.
+    """
+    if failures <= 0:
+        return interval
+    return float(min(interval, first * 2 ** min(failures - 1, 32)))
+
+
+class SyncScheduler:
+    """Owns the APScheduler instance; create and start inside a running loop."""
+
+    def __init__(self, updater: Updater) -> None:
+        self._updater = updater
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
+
+    def start(self, *, sync_now: bool = True) -> None:
+        """Schedule every feed; with ``sync_now``, sync them all right away."""
+        now = datetime.now(UTC)
+        settings = self._updater.settings
+        for spec in settings.feeds:
+            interval = settings.interval_for(spec)
+            self._scheduler.add_job(
+                self._sync_feed,
+                IntervalTrigger(seconds=interval, timezone=UTC),
+                args=[spec.name],
+                id=spec.name,
+                next_run_time=now + timedelta(seconds=interval),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
+        if sync_now:
+            self._scheduler.add_job(self._sync_all, id="initial-sync", next_run_time=now)
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop scheduling; a sync in progress is abandoned with its task."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def next_runs(self) -> dict[str, datetime | None]:
+        """Next planned sync of each feed."""
+        return {
+            job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.id in self._updater.feeds
+        }
+
+    async def _sync_all(self) -> None:
+        outcomes = await self._updater.sync_once()
+        for name, outcome in outcomes.items():
+            self._after(name, outcome)
+
+    async def _sync_feed(self, name: str) -> None:
+        self._after(name, await self._updater.sync_feed(name))
+
+    def _after(self, name: str, outcome: Outcome) -> None:
+        if outcome not in (Outcome.FAILED, Outcome.REFUSED):
+            return
+        status = self._updater.feeds[name]
+        interval = self._updater.settings.interval_for(status.spec)
+        delay = backoff_delay(status.consecutive_failures, interval)
+        job = self._scheduler.get_job(name)
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+        log.info("feed retry scheduled", extra={"feed": name, "delay_s": delay})

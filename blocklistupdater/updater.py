@@ -1,0 +1,294 @@
+"""The sync pipeline: fetch -> parse -> check -> compile -> publish.
+
+:class:`Updater` keeps, per configured feed, the last good parsed content and
+its status (what ``/status`` shows). A sync that fails or is refused changes
+nothing that is served: the last good content of that feed stays in every
+later build. Publishing is delegated to a callback, so the same pipeline
+serves embedded mode (swap in memory, write the state dir) and distributed
+mode (publish to Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from blocklist.bootstrap import BOOTSTRAP_DATE, bootstrap_source, read_bootstrap
+from blocklist.errors import FeedError, FeedParseError, FeedRefused, FetchError
+from blocklist.feedparsers import ParsedFeed, parse_feed
+from blocklist.guard import check_feed
+from blocklist.index import compile_index
+from blocklist.settings import PRESETS, FeedSpec, Settings
+from blocklist.snapshot import FeedInfo, Version, checksum_of
+from blocklistupdater import metrics
+from blocklistupdater.fetcher import Fetcher, Validators
+from blocklistupdater.statestore import StateStore, StoredFeed
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[Version], Awaitable[None]]
+
+
+class Outcome(enum.StrEnum):
+    """Result of one feed sync."""
+
+    UPDATED = "updated"
+    NOT_MODIFIED = "not_modified"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+@dataclass(slots=True)
+class FeedStatus:
+    """A feed's last good content and the story of its recent syncs."""
+
+    spec: FeedSpec
+    parsed: ParsedFeed | None = None
+    info: FeedInfo | None = None
+    last_attempt: float | None = None
+    last_success: float | None = None
+    last_error: str | None = None
+    last_outcome: Outcome | None = None
+    refusals: int = 0
+    consecutive_failures: int = 0
+    malformed_samples: list[str] = field(default_factory=list)
+
+    def is_stale(self, now: float, interval: float) -> bool:
+        """True if this feed's data is bundled, missing or overdue (see :func:`is_stale`)."""
+        return is_stale(self.info, self.last_success, now, interval)
+
+
+def is_stale(info: FeedInfo | None, last_success: float | None, now: float, interval: float) -> bool:
+    """True if a feed's data is bundled, missing, or unconfirmed for two intervals."""
+    if info is None or info.bootstrap:
+        return True
+    confirmed = last_success or info.fetched_at or 0.0
+    return now - confirmed > 2 * interval
+
+
+class Updater:
+    """Syncs configured feeds and publishes a new version when content changes.
+
+    ``publish`` is awaited with each new version; ``store`` (embedded mode)
+    persists good feed bodies so a restart needs no network.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        fetcher: Fetcher,
+        publish: Publish,
+        *,
+        store: StateStore | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.feeds = {spec.name: FeedStatus(spec) for spec in settings.feeds}
+        self.current: Version | None = None
+        self._fetcher = fetcher
+        self._publish = publish
+        self._store = store
+        self._clock = clock
+        self._build_lock = asyncio.Lock()
+        self._dirty = False
+
+    def adopt(self, version: Version) -> None:
+        """Take ``version`` (already served) as current; numbering continues from it."""
+        self.current = version
+
+    async def restore(self) -> Version | None:
+        """Load every feed's last good content (state dir, then bundled data).
+
+        Publishes a rebuilt version if what is restored differs from
+        :attr:`current` (or nothing is current yet). Needs no network.
+        """
+        for status in self.feeds.values():
+            await asyncio.to_thread(self._restore_feed, status)
+        wanted = {name: s.info.sha256 for name, s in self.feeds.items() if s.info}
+        have = {f.name: f.sha256 for f in self.current.feeds} if self.current else None
+        if wanted and wanted != have:
+            return await self._build_and_publish()
+        return None
+
+    def _restore_feed(self, status: FeedStatus) -> None:
+        spec = status.spec
+        stored = self._store.load_feed(spec.name) if self._store else None
+        if stored and stored.source == spec.source:
+            try:
+                parsed = parse_feed(stored.body, spec.format, max_size=self.settings.max_download_bytes)
+            except FeedError as exc:
+                log.warning("stored feed unreadable", extra={"feed": spec.name, "error": str(exc)})
+            else:
+                validators = Validators(stored.etag, stored.last_modified, stored.sha256)
+                self._accept(status, parsed, validators, stored.fetched_at)
+                return
+        if self.settings.bootstrap and spec.source == PRESETS["ipsum"][1]:
+            parsed = parse_feed(read_bootstrap(), spec.format, max_size=self.settings.max_download_bytes)
+            info = FeedInfo(
+                name=spec.name,
+                source=bootstrap_source(),
+                format=str(parsed.format),
+                entries=parsed.entries,
+                v4_entries=len(parsed.v4),
+                v6_entries=len(parsed.v6),
+                data_date=BOOTSTRAP_DATE,
+                bootstrap=True,
+            )
+            status.parsed, status.info = parsed, info
+            log.warning(
+                "serving the bundled feed snapshot until the first sync",
+                extra={"feed": spec.name, "data_date": BOOTSTRAP_DATE},
+            )
+
+    async def sync_once(self) -> dict[str, Outcome]:
+        """Sync every feed concurrently, then publish at most one new version."""
+        names = list(self.feeds)
+        outcomes = await asyncio.gather(*(self._refresh(name) for name in names))
+        if Outcome.UPDATED in outcomes or self.current is None:
+            await self._build_and_publish()
+        return dict(zip(names, outcomes, strict=True))
+
+    async def sync_feed(self, name: str) -> Outcome:
+        """Sync one feed; publish a new version if its content changed."""
+        outcome = await self._refresh(name)
+        if outcome is Outcome.UPDATED or self.current is None:
+            await self._build_and_publish()
+        return outcome
+
+    async def _refresh(self, name: str) -> Outcome:
+        status = self.feeds[name]
+        spec = status.spec
+        now = self._clock()
+        status.last_attempt = now
+        previous = status.info if status.info and not status.info.bootstrap else None
+        validators = Validators(previous.etag, previous.last_modified, previous.sha256) if previous else None
+        try:
+            result = await self._fetcher.fetch(spec, validators)
+            if result.body is None:
+                outcome = Outcome.NOT_MODIFIED
+            else:
+                parsed = await asyncio.to_thread(
+                    parse_feed, result.body, spec.format, max_size=self.settings.max_download_bytes
+                )
+                check_feed(parsed, previous.entries if previous else None, self.settings.shrink_threshold)
+                self._accept(status, parsed, result.validators, now)
+                if self._store:
+                    await asyncio.to_thread(self._save, status, result.body)
+                outcome = Outcome.UPDATED
+        except (FeedParseError, FeedRefused) as exc:
+            return self._record_failure(status, Outcome.REFUSED, exc)
+        except FetchError as exc:
+            return self._record_failure(status, Outcome.FAILED, exc)
+        status.last_success = now
+        status.last_error = None
+        status.last_outcome = outcome
+        status.consecutive_failures = 0
+        metrics.SYNC_OUTCOMES.labels(name, outcome).inc()
+        metrics.FEED_LAST_SUCCESS.labels(name).set(now)
+        log.info(
+            "feed synced",
+            extra={
+                "feed": name,
+                "outcome": str(outcome),
+                "entries": status.info.entries if status.info else 0,
+            },
+        )
+        return outcome
+
+    def _record_failure(self, status: FeedStatus, outcome: Outcome, exc: Exception) -> Outcome:
+        name = status.spec.name
+        status.last_error = f"{outcome}: {exc}"
+        status.last_outcome = outcome
+        status.consecutive_failures += 1
+        if outcome is Outcome.REFUSED:
+            status.refusals += 1
+        metrics.SYNC_OUTCOMES.labels(name, outcome).inc()
+        log.warning(
+            "feed sync %s, last good content kept",
+            outcome,
+            extra={"feed": name, "outcome": str(outcome), "error": str(exc)},
+        )
+        return outcome
+
+    def _accept(
+        self, status: FeedStatus, parsed: ParsedFeed, validators: Validators, fetched_at: float
+    ) -> None:
+        spec = status.spec
+        status.parsed = parsed
+        status.malformed_samples = list(parsed.malformed_samples)
+        status.info = FeedInfo(
+            name=spec.name,
+            source=spec.source,
+            format=str(parsed.format),
+            entries=parsed.entries,
+            v4_entries=len(parsed.v4),
+            v6_entries=len(parsed.v6),
+            malformed=parsed.malformed,
+            etag=validators.etag,
+            last_modified=validators.last_modified,
+            sha256=validators.sha256,
+            fetched_at=fetched_at,
+        )
+        metrics.FEED_ENTRIES.labels(spec.name).set(parsed.entries)
+
+    def _save(self, status: FeedStatus, body: bytes) -> None:
+        assert self._store is not None
+        assert status.info is not None
+        info = status.info
+        self._store.save_feed(
+            StoredFeed(
+                name=info.name,
+                source=info.source,
+                format=info.format,
+                etag=info.etag,
+                last_modified=info.last_modified,
+                sha256=info.sha256,
+                fetched_at=info.fetched_at or self._clock(),
+                body=body,
+            )
+        )
+
+    async def _build_and_publish(self) -> Version | None:
+        """Compile every feed's last good content and publish it.
+
+        Concurrent callers coalesce: a caller that finds its change already
+        built by another returns without building again.
+        """
+        self._dirty = True
+        async with self._build_lock:
+            if not self._dirty:
+                return self.current
+            self._dirty = False
+            ready = {n: s for n, s in self.feeds.items() if s.parsed is not None and s.info}
+            if not ready:
+                return None
+            index = await asyncio.to_thread(
+                compile_index,
+                {n: (s.parsed.v4, s.parsed.v6) for n, s in ready.items() if s.parsed},
+                min_score=self.settings.min_score,
+            )
+            number = self.current.number + 1 if self.current else _first_number(ready)
+            version = Version(
+                number=number,
+                built_at=self._clock(),
+                feeds=tuple(s.info for s in ready.values() if s.info),
+                index=index,
+                checksum=checksum_of(index),
+            )
+            await self._publish(version)
+            self.current = version
+            metrics.VERSION_PUBLISHED.set(number)
+            log.info(
+                "version published",
+                extra={"version": number, "ranges": index.ranges, "feeds": list(ready)},
+            )
+            return version
+
+
+def _first_number(ready: dict[str, FeedStatus]) -> int:
+    # A version built only from bundled data is 0, so the first synced one is 1.
+    return 0 if all(s.info and s.info.bootstrap for s in ready.values()) else 1

@@ -1,0 +1,54 @@
+"""The answer to ``/check_ip/{ip}``, as status, raw headers and body bytes.
+
+One function serves both the lean ASGI fast path and the documented FastAPI
+route, so they cannot disagree. Bodies are precomputed bytes; nothing is
+serialized per request on the success path.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+
+from blocklist.addresses import V4, parse_address
+from blocklist.errors import InvalidAddress
+from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, VersionHolder
+
+Headers = list[tuple[bytes, bytes]]
+NO_DATA_REASON = "no blocklist version is loaded yet; retry shortly"
+
+
+def error_body(status: int, error: str, detail: str) -> tuple[int, Headers, bytes]:
+    """A JSON error answer: ``{"error": <code>, "detail": <reason>}``."""
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    if status == 503:
+        headers.append((b"retry-after", b"5"))
+    return status, headers, body
+
+
+NO_DATA = error_body(503, "no_data", NO_DATA_REASON)
+
+
+def check_ip(holder: VersionHolder, text: str) -> tuple[int, Headers, bytes, str]:
+    """Answer one lookup: ``(status, headers, body, result)``.
+
+    ``result`` is one of ``blocked``, ``allowed``, ``invalid``,
+    ``unavailable`` (for metrics). Never raises for any client input.
+    """
+    try:
+        family, value = parse_address(text)
+    except InvalidAddress as exc:
+        status, headers, body = error_body(422, "invalid_address", exc.reason)
+        return status, headers, body, "invalid"
+    served = holder.served
+    if served is None:
+        return (*NO_DATA, "unavailable")
+    if family == V4:
+        firsts, lasts = served.v4_firsts, served.v4_lasts
+    else:
+        firsts, lasts = served.v6_firsts, served.v6_lasts
+    i = bisect_right(firsts, value) - 1
+    if i >= 0 and value <= lasts[i]:
+        return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
+    return 200, served.allowed_headers, ALLOWED_BODY, "allowed"

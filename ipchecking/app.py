@@ -1,0 +1,77 @@
+"""The ASGI application factory.
+
+``create_app()`` builds everything from settings; nothing is opened until
+the app's lifespan starts (the runtime's clients, scheduler and lock), and
+all of it is closed when the lifespan ends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
+
+from blocklist import __version__
+from blocklist.errors import ConfigError
+from blocklist.settings import Settings
+from ipchecking import routes
+from ipchecking.embedded import EmbeddedRuntime
+from ipchecking.fastpath import FastPathApp
+from ipchecking.holder import VersionHolder
+from ipchecking.metrics import RequestStats, VersionCollector
+
+DESCRIPTION = """Answers, on the hot path of logins, signups and API calls, whether a
+client address is listed by public blocklists (stamparm/ipsum by default;
+Spamhaus DROP/EDROP/DROPv6 and FireHOL netsets optionally)."""
+
+
+def create_app(
+    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+) -> FastPathApp:
+    """Build the service's ASGI app (fast path in front of FastAPI).
+
+    ``settings`` defaults to the environment; ``transport`` replaces the
+    network for feed downloads (tests). Raises :class:`ConfigError` for a
+    mode this build cannot run.
+    """
+    settings = settings or Settings()
+    if not settings.embedded:
+        raise ConfigError("REDIS_URL is set, but distributed mode is not available in this build")
+    holder = VersionHolder()
+    stats = RequestStats()
+    registry = CollectorRegistry()
+    registry.register(stats)
+    registry.register(VersionCollector(holder))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = EmbeddedRuntime(settings, holder, transport=transport)
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    api = FastAPI(
+        title="IP blocklist service",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    api.state.settings = settings
+    api.state.holder = holder
+    api.state.stats = stats
+    api.state.registry = registry
+    api.include_router(routes.router)
+    api.add_exception_handler(Exception, _internal_error)
+    return FastPathApp(api, holder, stats)
+
+
+async def _internal_error(request: Request, exc: Exception) -> JSONResponse:
+    # Never a traceback to the client; the error is logged by the server.
+    return JSONResponse({"error": "internal", "detail": "internal error"}, status_code=500)

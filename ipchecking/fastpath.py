@@ -1,0 +1,62 @@
+"""A lean ASGI layer in front of the FastAPI app.
+
+``GET``/``HEAD /check_ip/<ip>`` is answered here directly: no routing,
+dependency resolution, middleware stack or response objects, only the
+lookup and two ``send`` calls with precomputed bytes. Everything else passes
+through to FastAPI, timed per route for the request metrics. The documented
+FastAPI route for ``/check_ip/{ip}`` gives the same answers (same function),
+so the OpenAPI schema stays true.
+"""
+
+from __future__ import annotations
+
+from time import perf_counter
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ipchecking.answers import check_ip
+from ipchecking.holder import VersionHolder
+from ipchecking.metrics import RequestStats
+
+CHECK_PREFIX = "/check_ip/"
+CHECK_ROUTE = "/check_ip/{ip}"
+_PREFIX_LEN = len(CHECK_PREFIX)
+
+
+class FastPathApp:
+    """ASGI app: fast ``/check_ip/`` in front, ``app`` for the rest."""
+
+    def __init__(self, app: ASGIApp, holder: VersionHolder, stats: RequestStats) -> None:
+        self.app = app
+        self.holder = holder
+        self.stats = stats
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch one ASGI connection."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        start = perf_counter()
+        if path.startswith(CHECK_PREFIX) and (method in {"GET", "HEAD"}):
+            status, headers, body, result = check_ip(self.holder, path[_PREFIX_LEN:])
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": body if method == "GET" else b""})
+            self.stats.lookups[result] += 1
+            self.stats.route(CHECK_ROUTE, method, status).observe(perf_counter() - start)
+            return
+        status_seen = 500
+
+        async def send_and_note(message: Message) -> None:
+            nonlocal status_seen
+            if message["type"] == "http.response.start":
+                status_seen = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_note)
+        finally:
+            route = scope.get("route")
+            name = getattr(route, "path", None) or "<unmatched>"
+            self.stats.route(name, method, status_seen).observe(perf_counter() - start)

@@ -1,0 +1,136 @@
+"""FastAPI routes: the documented ``/check_ip/{ip}``, probes, status, metrics.
+
+In a running service ``GET /check_ip/...`` is answered by the fast path in
+:mod:`ipchecking.fastpath` before it reaches FastAPI; the route here gives
+the same answer (same function) and documents it in the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Protocol
+
+from fastapi import APIRouter, Depends, Request, Response
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel
+
+from blocklist import __version__
+from ipchecking.answers import check_ip as answer_check_ip
+from ipchecking.holder import VersionHolder
+
+router = APIRouter()
+
+
+class CheckResult(BaseModel):
+    """Whether the address is on the blocklist."""
+
+    blocked: bool
+
+
+class ErrorBody(BaseModel):
+    """Why a request could not be answered."""
+
+    error: str
+    detail: str
+
+
+class Runtime(Protocol):
+    """What the routes need of the mode-specific runtime."""
+
+    mode: str
+    started_at: float
+
+    def status(self) -> dict[str, Any]:
+        """Mode-specific status fields."""
+        ...
+
+
+def get_holder(request: Request) -> VersionHolder:
+    """The process's served-version holder."""
+    holder: VersionHolder = request.app.state.holder
+    return holder
+
+
+def get_runtime(request: Request) -> Runtime:
+    """The mode runtime started in the app's lifespan."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+HolderDep = Annotated[VersionHolder, Depends(get_holder)]
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+@router.get(
+    "/check_ip/{ip:path}",
+    summary="Is this address on the blocklist?",
+    response_model=CheckResult,
+    responses={
+        422: {"model": ErrorBody, "description": "Not a single valid IPv4 or IPv6 address."},
+        503: {"model": ErrorBody, "description": "No blocklist version is loaded yet."},
+    },
+    tags=["lookup"],
+)
+async def check_ip(ip: str, holder: HolderDep) -> Response:
+    """Answer ``{"blocked": true}`` or ``{"blocked": false}``.
+
+    The served version's number is in the ``X-Blocklist-Version`` header.
+    IPv4-mapped IPv6 addresses are looked up as IPv4.
+    """
+    status, headers, body, _ = answer_check_ip(holder, ip)
+    return Response(body, status, {k.decode(): v.decode() for k, v in headers})
+
+
+@router.get("/healthz", tags=["probes"], summary="Liveness: the process answers.")
+async def healthz() -> dict[str, str]:
+    """Always 200 while the process runs its event loop."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    tags=["probes"],
+    summary="Readiness: a blocklist version is loaded.",
+    responses={503: {"model": ErrorBody, "description": "No version loaded yet."}},
+)
+async def readyz(holder: HolderDep, response: Response) -> dict[str, Any]:
+    """200 with the served version once one is loaded, 503 before."""
+    version = holder.version
+    if version is None:
+        response.status_code = 503
+        return {"error": "not_ready", "detail": "no blocklist version is loaded yet"}
+    return {"status": "ready", "version": version.number}
+
+
+@router.get("/status", tags=["status"], summary="Mode, served version and per-feed state.")
+async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
+    """What is served, where it came from, and how each feed's syncs went."""
+    version = holder.version
+    now = time.time()
+    body: dict[str, Any] = {
+        "service_version": __version__,
+        "mode": runtime.mode,
+        "ready": version is not None,
+        "uptime_s": round(now - runtime.started_at, 3),
+        "version": None,
+    }
+    if version is not None:
+        body["version"] = {
+            "number": version.number,
+            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(version.built_at)),
+            "age_s": round(now - version.built_at, 3),
+            "checksum": version.checksum,
+            "ranges": {"ipv4": len(version.index.v4), "ipv6": len(version.index.v6)},
+            "bootstrap": version.bootstrap,
+        }
+    body.update(runtime.status())
+    body["stale"] = version is None or any(f["stale"] for f in body.get("feeds", {}).values())
+    return body
+
+
+@router.get("/metrics", tags=["status"], summary="Prometheus metrics.")
+def metrics(request: Request) -> Response:
+    """Request, lookup, version and sync metrics in Prometheus text format."""
+    registry: CollectorRegistry = request.app.state.registry
+    return Response(generate_latest(registry) + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
