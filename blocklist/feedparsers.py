@@ -9,12 +9,14 @@ Rules common to all formats: blank lines and lines starting with ``#`` or
 ``;`` are comments, never entries; an inline comment after the entry is
 ignored; a line that is not a valid entry is counted as malformed and
 sampled for the report, and the whole feed is refused only when malformed
-lines outnumber valid ones (an HTML error page served with status 200, say).
+lines are at least as many as valid ones (an HTML error page served with status 200, say).
 """
 
 from __future__ import annotations
 
 import enum
+import gzip
+import io
 import zlib
 from dataclasses import dataclass, field
 
@@ -84,21 +86,22 @@ class ParsedFeed:
 def decompress_if_gzip(data: bytes, max_size: int) -> bytes:
     """Return ``data`` gunzipped if it starts with the gzip magic, else as is.
 
-    Raises :class:`FeedParseError` if the stream is corrupt or truncated, or
-    would expand beyond ``max_size`` bytes (a gzip bomb is cut off after
-    ``max_size`` bytes of output, never fully inflated).
+    Every member of a multi-member stream is read (RFC 1952), as ``gunzip``
+    does. Raises :class:`FeedParseError` if the stream is corrupt or
+    truncated, or would expand beyond ``max_size`` bytes (a gzip bomb is cut
+    off after ``max_size`` bytes of output, never fully inflated).
     """
     if not data.startswith(GZIP_MAGIC):
         return data
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
-        out = inflater.decompress(data, max_size + 1)
-    except zlib.error as exc:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as inflater:
+            out = inflater.read(max_size + 1)
+    except EOFError:
+        raise FeedParseError("truncated gzip data") from None
+    except (OSError, zlib.error) as exc:
         raise FeedParseError(f"corrupt gzip data: {exc}") from None
     if len(out) > max_size:
         raise FeedParseError(f"gzip content exceeds the size cap of {max_size} bytes")
-    if not inflater.eof:
-        raise FeedParseError("truncated gzip data")
     return out
 
 
@@ -141,7 +144,7 @@ def parse_feed(data: bytes, fmt: FeedFormat = FeedFormat.AUTO, *, max_size: int)
     ``max_size`` caps the decompressed size. Raises :class:`FeedParseError`
     when most candidate lines are malformed. Cost: O(lines).
     """
-    text = decompress_if_gzip(data, max_size).decode("utf-8", errors="replace")
+    text = decompress_if_gzip(data, max_size).decode("utf-8", errors="replace").removeprefix("\ufeff")
     if fmt is FeedFormat.AUTO:
         fmt = detect_format(text)
     scored = fmt is FeedFormat.IPSUM

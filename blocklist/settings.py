@@ -10,6 +10,7 @@ where source is an ``http(s)://`` URL, a ``file://`` URL or a plain path.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ PRESETS: dict[str, tuple[FeedFormat, str]] = {
 }
 ALLOWED_SCHEMES = ("http", "https", "file")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.ASCII)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -59,7 +60,7 @@ class FeedSpec:
     @property
     def is_http(self) -> bool:
         """True if the source is fetched over HTTP(S)."""
-        return self.source.startswith(("http://", "https://"))
+        return self.source.lower().startswith(("http://", "https://"))
 
 
 def parse_duration(text: str | float) -> float:
@@ -71,8 +72,8 @@ def parse_duration(text: str | float) -> float:
         if not match:
             raise ConfigError(f"not a duration: {text!r} (use e.g. 90s, 30m, 24h, 1d)")
         seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    if seconds <= 0:
-        raise ConfigError(f"duration must be positive: {text!r}")
+    if not (0 < seconds < math.inf):
+        raise ConfigError(f"duration must be positive and finite: {text!r}")
     return seconds
 
 
@@ -143,6 +144,7 @@ class Settings(BaseSettings):
     min_score: int = Field(default=0, ge=0, description="Drop scored entries below this score.")
     max_download_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     http_timeout: float = Field(default=30.0, gt=0, description="Per-operation HTTP timeout, s.")
+    download_timeout: float = Field(default=300.0, gt=0, description="Whole-download limit, s.")
     retry_attempts: int = Field(default=5, ge=1, description="Fetch attempts per sync.")
     retry_max_seconds: float = Field(default=300.0, gt=0, description="Give up retrying after.")
     retry_initial_wait: float = Field(default=1.0, ge=0, description="First backoff wait, s.")

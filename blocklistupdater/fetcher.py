@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,8 @@ from tenacity import (
     retry_if_exception_type,
     stop_after_attempt,
     stop_after_delay,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from blocklist.errors import FetchError
@@ -68,9 +70,11 @@ class Fetcher:
     def __init__(self, settings: Settings, client: httpx.AsyncClient) -> None:
         self._settings = settings
         self._client = client
-        self._backoff = wait_exponential_jitter(
-            initial=settings.retry_initial_wait, max=settings.retry_max_wait, jitter=1.0
-        )
+        # Exponential backoff plus up to 1 s of jitter, capped in _wait. Not
+        # wait_exponential_jitter: newer tenacity deprecates its ``initial``
+        # (DeprecationWarning) and 9.0 lacks the replacement ``multiplier``.
+        self._backoff = wait_exponential(multiplier=settings.retry_initial_wait, max=settings.retry_max_wait)
+        self._jitter = wait_random(0, 1.0)
 
     async def fetch(self, spec: FeedSpec, previous: Validators | None) -> FetchResult:
         """Fetch ``spec.source``; unchanged content yields ``body=None``.
@@ -103,7 +107,7 @@ class Fetcher:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, RetryableFetchError) and exc.retry_after is not None:
             return min(exc.retry_after, self._settings.retry_max_wait)
-        return self._backoff(state)
+        return min(self._backoff(state) + self._jitter(state), self._settings.retry_max_wait)
 
     async def _fetch_http(self, url: str, previous: Validators | None) -> FetchResult:
         headers = {"User-Agent": self._settings.user_agent, "Accept-Encoding": "gzip"}
@@ -113,7 +117,10 @@ class Fetcher:
             headers["If-Modified-Since"] = previous.last_modified
         cap = self._settings.max_download_bytes
         try:
-            async with self._client.stream("GET", url, headers=headers) as response:
+            async with (
+                asyncio.timeout(self._settings.download_timeout),
+                self._client.stream("GET", url, headers=headers) as response,
+            ):
                 if response.status_code == 304:
                     return FetchResult(None, previous or Validators())
                 _raise_for_status(response)
@@ -129,6 +136,10 @@ class Fetcher:
                     chunks.append(chunk)
         except httpx.TimeoutException as exc:
             raise RetryableFetchError(f"timeout: {type(exc).__name__}") from None
+        except TimeoutError:
+            # A server dripping bytes defeats per-read timeouts; this bounds the whole download.
+            limit = self._settings.download_timeout
+            raise RetryableFetchError(f"download took longer than {limit:g} s") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise RetryableFetchError(f"network error: {type(exc).__name__}: {exc}") from None
         except httpx.HTTPError as exc:
@@ -151,7 +162,7 @@ class Fetcher:
         try:
             with path.open("rb") as handle:
                 body = handle.read(cap + 1)
-                mtime = Path(path).stat().st_mtime
+                mtime = os.fstat(handle.fileno()).st_mtime
         except OSError as exc:
             raise FetchError(f"cannot read {path}: {exc.strerror or exc}") from None
         if len(body) > cap:

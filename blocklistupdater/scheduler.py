@@ -20,6 +20,9 @@ log = logging.getLogger(__name__)
 
 #: First retry after a failed sync, seconds; doubles per consecutive failure.
 FIRST_RETRY_DELAY = 60.0
+#: Job id of the start-up sync; a space keeps it apart from every feed name
+#: (feed jobs are keyed by feed name, and ``initial-sync`` is a valid one).
+INITIAL_SYNC_JOB = "initial sync"
 
 
 def backoff_delay(failures: int, interval: float, first: float = FIRST_RETRY_DELAY) -> float:
@@ -56,7 +59,9 @@ class SyncScheduler:
                 misfire_grace_time=None,
             )
         if sync_now:
-            self._scheduler.add_job(self._sync_all, id="initial-sync", next_run_time=now)
+            self._scheduler.add_job(
+                self._sync_all, id=INITIAL_SYNC_JOB, next_run_time=now, misfire_grace_time=None
+            )
         self._scheduler.start()
 
     def shutdown(self) -> None:

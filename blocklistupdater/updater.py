@@ -11,6 +11,7 @@ mode (publish to Redis).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import logging
 import time
@@ -148,14 +149,14 @@ class Updater:
         """Sync every feed concurrently, then publish at most one new version."""
         names = list(self.feeds)
         outcomes = await asyncio.gather(*(self._refresh(name) for name in names))
-        if Outcome.UPDATED in outcomes or self.current is None:
+        if Outcome.UPDATED in outcomes or self.current is None or self._dirty:
             await self._build_and_publish()
         return dict(zip(names, outcomes, strict=True))
 
     async def sync_feed(self, name: str) -> Outcome:
         """Sync one feed; publish a new version if its content changed."""
         outcome = await self._refresh(name)
-        if outcome is Outcome.UPDATED or self.current is None:
+        if outcome is Outcome.UPDATED or self.current is None or self._dirty:
             await self._build_and_publish()
         return outcome
 
@@ -170,6 +171,7 @@ class Updater:
             result = await self._fetcher.fetch(spec, validators)
             if result.body is None:
                 outcome = Outcome.NOT_MODIFIED
+                self._refresh_validators(status, result.validators)
             else:
                 parsed = await asyncio.to_thread(
                     parse_feed, result.body, spec.format, max_size=self.settings.max_download_bytes
@@ -182,6 +184,11 @@ class Updater:
         except (FeedParseError, FeedRefused) as exc:
             return self._record_failure(status, Outcome.REFUSED, exc)
         except FetchError as exc:
+            return self._record_failure(status, Outcome.FAILED, exc)
+        except Exception as exc:
+            # A bug or an unforeseen library error must not sink the other
+            # feeds of this sync; it is logged with its traceback.
+            log.exception("unexpected error syncing feed", extra={"feed": name})
             return self._record_failure(status, Outcome.FAILED, exc)
         status.last_success = now
         status.last_error = None
@@ -213,6 +220,16 @@ class Updater:
             extra={"feed": name, "outcome": str(outcome), "error": str(exc)},
         )
         return outcome
+
+    def _refresh_validators(self, status: FeedStatus, validators: Validators) -> None:
+        """Keep a new ETag / Last-Modified served with unchanged bytes, so the
+        next conditional GET can get a 304 instead of the whole file again."""
+        info = status.info
+        if info is None or info.bootstrap or validators.sha256 is None:
+            return
+        if (validators.etag, validators.last_modified) == (info.etag, info.last_modified):
+            return
+        status.info = dataclasses.replace(info, etag=validators.etag, last_modified=validators.last_modified)
 
     def _accept(
         self, status: FeedStatus, parsed: ParsedFeed, validators: Validators, fetched_at: float
@@ -279,7 +296,13 @@ class Updater:
                 index=index,
                 checksum=checksum_of(index),
             )
-            await self._publish(version)
+            try:
+                await self._publish(version)
+            except BaseException:
+                # Not published: the next sync builds again even if no feed
+                # changes (the change is already accepted, never refetched).
+                self._dirty = True
+                raise
             self.current = version
             metrics.VERSION_PUBLISHED.set(number)
             log.info(

@@ -48,8 +48,10 @@ class EmbeddedRuntime:
         holder: VersionHolder,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        follow_interval: float = FOLLOW_INTERVAL,
     ) -> None:
         self.settings = settings
+        self.follow_interval = follow_interval
         self.holder = holder
         self.store = StateStore(settings.state_dir)
         self._transport = transport
@@ -101,7 +103,7 @@ class EmbeddedRuntime:
     async def _run(self) -> None:
         try:
             while not self._try_lock():
-                await asyncio.sleep(FOLLOW_INTERVAL)
+                await asyncio.sleep(self.follow_interval)
                 await self._follow()
             await self._lead()
         except asyncio.CancelledError:

@@ -1,0 +1,186 @@
+"""The real server: ``python -m ipchecking`` as a subprocess on a free port,
+queried over TCP, fed from copies of the real feed files."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FEEDS = {
+    "ipsum": ("ipsum", "ipsum/ipsum-2026-08-22.txt"),
+    "drop": ("spamhaus", "spamhaus/drop/drop-2025-01-17.txt"),
+    "dropv6": ("spamhaus", "spamhaus/dropv6/dropv6-2025-01-15.txt"),
+    "firehol": ("netset", "firehol/firehol_level1-2020-08-19.netset"),
+}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start the API on a free port; yield its base URL; stop it with SIGTERM."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ipchecking", "--host", "127.0.0.1", "--port", str(port)],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield f"http://127.0.0.1:{port}", proc
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
+    """Seconds until ``/readyz`` answered 200; fails if the process exits."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        assert proc.poll() is None, "server exited during start-up"
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                return time.monotonic() - start
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("server never became ready")
+
+
+@pytest.fixture
+def feed_copies(tmp_path: Path, shared_data: Path) -> dict[str, Path]:
+    copies = {}
+    for name, (_, rel) in FEEDS.items():
+        copies[name] = tmp_path / "feeds" / Path(rel).name
+        copies[name].parent.mkdir(exist_ok=True)
+        shutil.copy(shared_data / rel, copies[name])
+    return copies
+
+
+def env_for(tmp_path: Path, copies: dict[str, Path]) -> dict[str, str]:
+    feeds = ",".join(f"{n}={FEEDS[n][0]}:{p}" for n, p in copies.items())
+    return {
+        "BLOCKLIST_FEEDS": feeds,
+        "BLOCKLIST_STATE_DIR": str(tmp_path / "state"),
+        "BLOCKLIST_BOOTSTRAP": "false",
+        "BLOCKLIST_RETRY_ATTEMPTS": "1",
+    }
+
+
+def feed_networks(path: Path) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    nets = []
+    for line in path.read_text().splitlines():
+        token = line.split(";")[0].split("#")[0].split()
+        if token:
+            nets.append(ipaddress.ip_network(token[0], strict=False))
+    return nets
+
+
+def test_server_answers_feed_members_over_tcp_and_stops_on_sigterm(
+    tmp_path: Path, feed_copies: dict[str, Path]
+) -> None:
+    """Every sampled listed address and CIDR edge is blocked; neighbours are
+    judged against a brute-force check with the ``ipaddress`` module."""
+    rng = random.Random(7)
+    ipsum = [
+        line.split("\t")[0] for line in feed_copies["ipsum"].read_text().splitlines() if line[:1].isdigit()
+    ]
+    nets = [n for name in ("drop", "dropv6", "firehol") for n in feed_networks(feed_copies[name])]
+    ipsum_set = {ipaddress.ip_address(a) for a in ipsum}
+
+    def expected(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return addr in ipsum_set or any(addr.version == n.version and addr in n for n in nets)
+
+    probes: dict[str, bool] = dict.fromkeys(rng.sample(ipsum, 400), True)
+    for net in rng.sample(nets, 200) + [n for n in nets if n.version == 6]:
+        probes[str(net[0])] = True
+        probes[str(net[-1])] = True
+        for outside in (int(net[0]) - 1, int(net[-1]) + 1):
+            if 0 <= outside < 2**net.max_prefixlen:
+                addr = ipaddress.ip_address(outside) if net.version == 4 else ipaddress.IPv6Address(outside)
+                probes[str(addr)] = expected(addr)
+    for _ in range(200):
+        addr = ipaddress.IPv4Address(rng.getrandbits(32))
+        probes[str(addr)] = expected(addr)
+    probes["::ffff:" + ipsum[0]] = True
+    assert any(not v for v in probes.values())
+    assert any(probes.values())
+
+    with server(env_for(tmp_path, feed_copies), tmp_path / "server.log") as (base, proc):
+        wait_ready(base, proc)
+        with httpx.Client(base_url=base, timeout=5) as client:
+            wrong = []
+            for address, blocked in probes.items():
+                response = client.get(f"/check_ip/{address}")
+                assert response.status_code == 200, (address, response.text)
+                if response.json() != {"blocked": blocked}:
+                    wrong.append(address)
+            assert wrong == []
+            bad = client.get("/check_ip/010.1.1.1")
+            assert bad.status_code == 422
+            assert "leading zeros" in bad.json()["detail"]
+            status = client.get("/status").json()
+            assert set(status["feeds"]) == set(FEEDS)
+            assert status["feeds"]["ipsum"]["entries"] == 120430
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal after its graceful shutdown.
+        assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
+    log_lines = (tmp_path / "server.log").read_text().splitlines()
+    assert any("Application shutdown complete" in line for line in log_lines)
+    assert all(line.startswith("{") for line in log_lines), "every log line is one JSON object"
+
+
+def test_restart_is_ready_from_state_without_its_feeds(tmp_path: Path, feed_copies: dict[str, Path]) -> None:
+    """After one good sync, a restart with every feed gone serves the stored version."""
+    env = env_for(tmp_path, feed_copies)
+    with server(env, tmp_path / "first.log") as (base, proc):
+        wait_ready(base, proc)
+        listed = feed_copies["ipsum"].read_text().splitlines()[-1].split("\t")[0]
+        assert httpx.get(f"{base}/check_ip/{listed}").json() == {"blocked": True}
+    for path in feed_copies.values():
+        path.unlink()
+    with server(env, tmp_path / "second.log") as (base, proc):
+        seconds = wait_ready(base, proc)
+        response = httpx.get(f"{base}/check_ip/{listed}")
+        assert response.json() == {"blocked": True}
+        assert response.headers["x-blocklist-version"] == "1"
+    print(f"restart ready in {seconds:.2f}s")
+
+
+def test_invalid_settings_exit_with_a_message(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "ipchecking", "--port", str(free_port())],
+        env={**os.environ, "BLOCKLIST_FEEDS": "x=gopher://example.org/list"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "gopher" in result.stderr
