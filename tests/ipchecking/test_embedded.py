@@ -1,0 +1,78 @@
+"""Embedded runtime: several workers sharing one state directory."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from blocklist.addresses import parse_address
+from ipchecking.embedded import EmbeddedRuntime
+from ipchecking.holder import VersionHolder
+from tests.ipchecking.apphelpers import settings_for
+
+
+def blocked(holder: VersionHolder, address: str) -> bool:
+    version = holder.version
+    assert version is not None
+    return version.index.contains(*parse_address(address))
+
+
+async def until(predicate: object, limit: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def test_one_worker_runs_the_updater_and_the_other_follows(tmp_path: Path) -> None:
+    """Only the lock holder syncs; the other loads what it publishes, and
+    takes the updater over when the holder stops."""
+    settings = settings_for(tmp_path)
+
+    async def scenario() -> None:
+        first_holder, second_holder = VersionHolder(), VersionHolder()
+        first = EmbeddedRuntime(settings, first_holder, follow_interval=0.05)
+        second = EmbeddedRuntime(settings, second_holder, follow_interval=0.05)
+        await first.start()
+        await until(lambda: first_holder.version is not None)
+        await second.start()
+        try:
+            await until(lambda: second_holder.version is not None)
+            assert first.is_updater
+            assert not second.is_updater
+            assert second.status()["updater"] == "another worker"
+            assert second.status()["feeds"]["local"]["entries"] == 4
+
+            (tmp_path / "feed.txt").write_text("9.9.9.9\n1.2.3.4\n10.20.0.0/16\n2001:db8::/32\n")
+            assert first.updater is not None
+            assert await first.updater.sync_feed("local") == "updated"
+            await until(lambda: second_holder.version is not None and second_holder.version.number == 2)
+            assert blocked(second_holder, "9.9.9.9")
+            assert not blocked(second_holder, "198.51.100.7")
+
+            await first.stop()
+            await until(lambda: second.is_updater)
+            (tmp_path / "feed.txt").write_text("8.8.4.4\n1.2.3.4\n10.20.0.0/16\n2001:db8::/32\n")
+            assert second.updater is not None
+            assert await second.updater.sync_feed("local") == "updated"
+            assert second_holder.version is not None
+            assert second_holder.version.number == 3
+            assert blocked(second_holder, "8.8.4.4")
+        finally:
+            await second.stop()
+            await first.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stop_releases_everything_and_can_be_called_twice(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        runtime = EmbeddedRuntime(settings_for(tmp_path), VersionHolder())
+        await runtime.start()
+        await runtime.stop()
+        await runtime.stop()
+        assert not runtime.is_updater
+
+    asyncio.run(scenario())
