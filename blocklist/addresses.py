@@ -69,7 +69,9 @@ def explain_invalid(text: str) -> str:
     if text != text.strip() or " " in text:
         return "address contains whitespace"
     if "%" in text:
-        return "zone identifiers (%...) are not accepted"
+        if ":" in text:
+            return "zone identifiers (%...) are not accepted"
+        return "percent signs are not valid in an address"
     if text.startswith("[") or text.endswith("]"):
         return "brackets are not accepted around IPv6 addresses"
     if "/" in text:

@@ -18,9 +18,11 @@ import enum
 import gzip
 import io
 import zlib
+from array import array
+from collections.abc import MutableSequence
 from dataclasses import dataclass, field
 
-from blocklist.addresses import V4, parse_network
+from blocklist.addresses import V4, V6, parse_network
 from blocklist.errors import FeedParseError, InvalidAddress
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -45,12 +47,21 @@ class FeedFormat(enum.StrEnum):
 class FamilyEntries:
     """Ranges of one address family, as parallel lists (first, last, score).
 
-    A score of 0 means the feed gives no score for the entry.
+    A score of 0 means the feed gives no score for the entry. The updater
+    keeps every feed's entries for rebuilds, so :meth:`for_family` stores
+    IPv4 bounds in 4-byte arrays rather than lists of ints.
     """
 
-    firsts: list[int] = field(default_factory=list)
-    lasts: list[int] = field(default_factory=list)
-    scores: list[int] = field(default_factory=list)
+    firsts: MutableSequence[int] = field(default_factory=list)
+    lasts: MutableSequence[int] = field(default_factory=list)
+    scores: MutableSequence[int] = field(default_factory=list)
+
+    @classmethod
+    def for_family(cls, family: int) -> FamilyEntries:
+        """Empty entries with the compact storage fitting ``family``."""
+        if family == V4:
+            return cls(array("I"), array("I"), array("H"))
+        return cls([], [], array("H"))
 
     def __len__(self) -> int:
         return len(self.firsts)
@@ -148,7 +159,7 @@ def parse_feed(data: bytes, fmt: FeedFormat = FeedFormat.AUTO, *, max_size: int)
     if fmt is FeedFormat.AUTO:
         fmt = detect_format(text)
     scored = fmt is FeedFormat.IPSUM
-    feed = ParsedFeed(format=fmt, v4=FamilyEntries(), v6=FamilyEntries())
+    feed = ParsedFeed(format=fmt, v4=FamilyEntries.for_family(V4), v6=FamilyEntries.for_family(V6))
     v4, v6 = feed.v4, feed.v6
     for lineno, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()

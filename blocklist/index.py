@@ -17,12 +17,14 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from blocklist.addresses import V4
+from blocklist.addresses import V4, V4_MAX
 from blocklist.errors import ConfigError
 from blocklist.feedparsers import FamilyEntries
 
 #: Feed membership is a 64-bit mask, so one index merges at most 64 feeds.
 MAX_FEEDS = 64
+_MAPPED_FIRST = 0xFFFF << 32
+_MAPPED_LAST = _MAPPED_FIRST | V4_MAX
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +104,28 @@ def compile_index(
     names = tuple(feeds)
     if len(names) > MAX_FEEDS:
         raise ConfigError(f"at most {MAX_FEEDS} feeds can be merged, got {len(names)}")
-    v4 = _compile_family(V4, [feeds[n][0] for n in names], min_score)
+    v4 = _compile_family(V4, [_with_mapped(*feeds[n]) for n in names], min_score)
     v6 = _compile_family(6, [feeds[n][1] for n in names], min_score)
     return RangeIndex(names, v4, v6)
+
+
+def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
+    """``v4`` plus the IPv4 part of any IPv6 range covering ``::ffff:0:0/96``.
+
+    Clients' IPv4-mapped addresses are looked up as IPv4, so an IPv6 entry
+    such as ``::/0`` must also cover them there.
+    """
+    extra = [
+        (max(first, _MAPPED_FIRST) - _MAPPED_FIRST, min(last, _MAPPED_LAST) - _MAPPED_FIRST, score)
+        for first, last, score in zip(v6.firsts, v6.lasts, v6.scores, strict=True)
+        if first <= _MAPPED_LAST and last >= _MAPPED_FIRST
+    ]
+    if not extra:
+        return v4
+    merged = FamilyEntries(list(v4.firsts), list(v4.lasts), list(v4.scores))
+    for first, last, score in extra:
+        merged.append(first, last, score)
+    return merged
 
 
 def _compile_family(family: int, per_feed: list[FamilyEntries], min_score: int) -> FamilyIndex:

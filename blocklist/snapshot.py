@@ -59,7 +59,8 @@ class Version:
     """One immutable, published blocklist version.
 
     ``checksum`` is the SHA-256 of the encoded index payload; two versions
-    with the same checksum answer every lookup identically.
+    with the same checksum answer every lookup identically. ``min_score``
+    is the build setting the index was compiled with.
     """
 
     number: int
@@ -67,6 +68,7 @@ class Version:
     feeds: tuple[FeedInfo, ...]
     index: RangeIndex
     checksum: str = field(default="")
+    min_score: int = 0
 
     @property
     def bootstrap(self) -> bool:
@@ -105,6 +107,7 @@ def encode_version(version: Version) -> bytes:
         "v4_ranges": len(version.index.v4),
         "v6_ranges": len(version.index.v6),
         "checksum": hashlib.sha256(payload).hexdigest(),
+        "min_score": version.min_score,
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + len(head).to_bytes(4, "big") + head + payload
@@ -148,7 +151,14 @@ def decode_version(data: bytes) -> Version:
         v6 = FamilyIndex(reader.ints128(n6), reader.ints128(n6), reader.array("Q", n6), reader.array("H", n6))
         feeds = tuple(FeedInfo(**f) for f in header["feeds"])
         index = RangeIndex(tuple(header["feed_names"]), v4, v6)
-        return Version(int(header["number"]), float(header["built_at"]), feeds, index, header["checksum"])
+        return Version(
+            int(header["number"]),
+            float(header["built_at"]),
+            feeds,
+            index,
+            header["checksum"],
+            int(header.get("min_score", 0)),
+        )
     except (KeyError, TypeError, ValueError) as exc:
         raise SnapshotError(f"corrupt snapshot: {exc!r}") from None
 

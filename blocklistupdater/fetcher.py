@@ -3,7 +3,8 @@ bounded retries; ``file://`` URLs and plain paths read from disk.
 
 The HTTP client is handed in (tests give it an ``httpx.MockTransport``).
 Retries (tenacity) cover exactly: connect/read/write/pool timeouts, network
-errors and responses cut short, HTTP 5xx and 429. A 429 or 503 with
+errors and responses cut short, HTTP 5xx and 429; they stop after
+``retry_attempts`` or when ``retry_max_seconds`` is spent, attempts included. A 429 or 503 with
 ``Retry-After`` waits that long (capped by ``retry_max_wait``). Any other 4xx
 and any parse problem fail at once.
 """
@@ -25,7 +26,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_exponential,
     wait_random,
 )
@@ -92,15 +93,20 @@ class Fetcher:
 
     async def _fetch_http_with_retries(self, url: str, previous: Validators | None) -> FetchResult:
         settings = self._settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.retry_max_seconds
         retrying = AsyncRetrying(
             retry=retry_if_exception_type(RetryableFetchError),
-            stop=stop_after_attempt(settings.retry_attempts) | stop_after_delay(settings.retry_max_seconds),
+            # stop_before_delay: never start a wait that would end past the budget.
+            stop=stop_after_attempt(settings.retry_attempts) | stop_before_delay(settings.retry_max_seconds),
             wait=self._wait,
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._fetch_http(url, previous)
+                # Each attempt also ends by the budget, so the whole sync is bounded.
+                limit = min(settings.download_timeout, max(0.0, deadline - loop.time()))
+                return await self._fetch_http(url, previous, limit)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     def _wait(self, state: RetryCallState) -> float:
@@ -109,7 +115,7 @@ class Fetcher:
             return min(exc.retry_after, self._settings.retry_max_wait)
         return min(self._backoff(state) + self._jitter(state), self._settings.retry_max_wait)
 
-    async def _fetch_http(self, url: str, previous: Validators | None) -> FetchResult:
+    async def _fetch_http(self, url: str, previous: Validators | None, limit: float) -> FetchResult:
         headers = {"User-Agent": self._settings.user_agent, "Accept-Encoding": "gzip"}
         if previous and previous.etag:
             headers["If-None-Match"] = previous.etag
@@ -118,11 +124,13 @@ class Fetcher:
         cap = self._settings.max_download_bytes
         try:
             async with (
-                asyncio.timeout(self._settings.download_timeout),
+                asyncio.timeout(limit),
                 self._client.stream("GET", url, headers=headers) as response,
             ):
                 if response.status_code == 304:
-                    return FetchResult(None, previous or Validators())
+                    if previous is None:
+                        raise FetchError("HTTP 304 to a request that was not conditional")
+                    return FetchResult(None, previous)
                 _raise_for_status(response)
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > cap:
@@ -138,7 +146,6 @@ class Fetcher:
             raise RetryableFetchError(f"timeout: {type(exc).__name__}") from None
         except TimeoutError:
             # A server dripping bytes defeats per-read timeouts; this bounds the whole download.
-            limit = self._settings.download_timeout
             raise RetryableFetchError(f"download took longer than {limit:g} s") from None
         except (httpx.NetworkError, httpx.RemoteProtocolError) as exc:
             raise RetryableFetchError(f"network error: {type(exc).__name__}: {exc}") from None

@@ -4,6 +4,7 @@ last published version, kept in ``BLOCKLIST_STATE_DIR``.
 Layout::
 
     <state_dir>/version.bin          last published version (snapshot codec)
+    <state_dir>/status.json          the updater worker's feed status, for the others
     <state_dir>/feeds/<name>.body    last good bytes of a feed, as downloaded
     <state_dir>/feeds/<name>.json    its source, format, validators, fetch time
 
@@ -20,11 +21,13 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from blocklist.errors import SnapshotError
 from blocklist.snapshot import Version, decode_version, encode_version
 
 VERSION_FILE = "version.bin"
+STATUS_FILE = "status.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +67,18 @@ class StateStore:
         """Persist ``version`` as the last published one (atomic)."""
         _atomic_write(self.version_path, encode_version(version))
 
+    def save_status(self, feeds: dict[str, Any]) -> None:
+        """Share the updater's per-feed status with other workers (atomic)."""
+        _atomic_write(self.root / STATUS_FILE, json.dumps(feeds).encode(), durable=False)
+
+    def load_status(self) -> dict[str, Any] | None:
+        """The per-feed status last shared by the updater, or None."""
+        try:
+            data = json.loads((self.root / STATUS_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
     def load_feed(self, name: str) -> StoredFeed | None:
         """The last good download of feed ``name``, or None."""
         try:
@@ -86,14 +101,15 @@ class StateStore:
         _atomic_write(self._feeds / f"{feed.name}.json", json.dumps(meta).encode())
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def _atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

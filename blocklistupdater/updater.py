@@ -57,6 +57,7 @@ class FeedStatus:
     refusals: int = 0
     consecutive_failures: int = 0
     malformed_samples: list[str] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     def is_stale(self, now: float, interval: float) -> bool:
         """True if this feed's data is bundled, missing or overdue (see :func:`is_stale`)."""
@@ -110,8 +111,10 @@ class Updater:
         for status in self.feeds.values():
             await asyncio.to_thread(self._restore_feed, status)
         wanted = {name: s.info.sha256 for name, s in self.feeds.items() if s.info}
-        have = {f.name: f.sha256 for f in self.current.feeds} if self.current else None
-        if wanted and wanted != have:
+        current = self.current
+        have = {f.name: f.sha256 for f in current.feeds} if current else None
+        same_build = current is not None and current.min_score == self.settings.min_score
+        if wanted and (wanted != have or not same_build):
             return await self._build_and_publish()
         return None
 
@@ -161,6 +164,11 @@ class Updater:
         return outcome
 
     async def _refresh(self, name: str) -> Outcome:
+        # The start-up sync and a feed's own job may overlap: one at a time.
+        async with self.feeds[name].lock:
+            return await self._refresh_locked(name)
+
+    async def _refresh_locked(self, name: str) -> Outcome:
         status = self.feeds[name]
         spec = status.spec
         now = self._clock()
@@ -179,7 +187,11 @@ class Updater:
                 check_feed(parsed, previous.entries if previous else None, self.settings.shrink_threshold)
                 self._accept(status, parsed, result.validators, now)
                 if self._store:
-                    await asyncio.to_thread(self._save, status, result.body)
+                    try:
+                        await asyncio.to_thread(self._save, status, result.body)
+                    except OSError as exc:
+                        # Served anyway; only a restart without network loses it.
+                        log.warning("could not persist feed", extra={"feed": name, "error": str(exc)})
                 outcome = Outcome.UPDATED
         except (FeedParseError, FeedRefused) as exc:
             return self._record_failure(status, Outcome.REFUSED, exc)
@@ -280,21 +292,24 @@ class Updater:
             if not self._dirty:
                 return self.current
             self._dirty = False
-            ready = {n: s for n, s in self.feeds.items() if s.parsed is not None and s.info}
+            # Take content and metadata together before the compile yields:
+            # a feed accepted meanwhile goes into the next build, whole.
+            ready = {n: (s.parsed, s.info) for n, s in self.feeds.items() if s.parsed is not None and s.info}
             if not ready:
                 return None
+            min_score = self.settings.min_score
             index = await asyncio.to_thread(
-                compile_index,
-                {n: (s.parsed.v4, s.parsed.v6) for n, s in ready.items() if s.parsed},
-                min_score=self.settings.min_score,
+                compile_index, {n: (p.v4, p.v6) for n, (p, _) in ready.items()}, min_score=min_score
             )
-            number = self.current.number + 1 if self.current else _first_number(ready)
+            infos = tuple(info for _, info in ready.values())
+            number = self.current.number + 1 if self.current else _first_number(infos)
             version = Version(
                 number=number,
                 built_at=self._clock(),
-                feeds=tuple(s.info for s in ready.values() if s.info),
+                feeds=infos,
                 index=index,
                 checksum=checksum_of(index),
+                min_score=min_score,
             )
             try:
                 await self._publish(version)
@@ -312,6 +327,6 @@ class Updater:
             return version
 
 
-def _first_number(ready: dict[str, FeedStatus]) -> int:
+def _first_number(infos: tuple[FeedInfo, ...]) -> int:
     # A version built only from bundled data is 0, so the first synced one is 1.
-    return 0 if all(s.info and s.info.bootstrap for s in ready.values()) else 1
+    return 0 if all(info.bootstrap for info in infos) else 1

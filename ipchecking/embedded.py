@@ -18,6 +18,7 @@ import fcntl
 import logging
 import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -60,7 +61,8 @@ class EmbeddedRuntime:
         self.scheduler: SyncScheduler | None = None
         self._lock_fd: int | None = None
         self._task: asyncio.Task[None] | None = None
-        self._seen_file: tuple[int, int] | None = None
+        self._seen_file: tuple[int, int, int] | None = None
+        self._written_status: dict[str, Any] | None = None
         self.started_at = time.time()
 
     async def start(self) -> None:
@@ -68,7 +70,9 @@ class EmbeddedRuntime:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._note_file()
         version = await asyncio.to_thread(self.store.load_version)
-        if version is not None:
+        if version is not None and version.bootstrap and not self.settings.bootstrap:
+            log.info("stored version is bundled data and bootstrap is off: not served")
+        elif version is not None:
             self.holder.swap(version)
             log.info("serving stored version", extra={"version": version.number})
         settings = self.settings
@@ -101,24 +105,43 @@ class EmbeddedRuntime:
         return self._lock_fd is not None
 
     async def _run(self) -> None:
+        while not self._try_lock():
+            await asyncio.sleep(self.follow_interval)
+            await self._guarded(self._follow)
+        await self._lead()
+        while True:
+            await self._guarded(self._share_status)
+            await asyncio.sleep(self.follow_interval)
+
+    @staticmethod
+    async def _guarded(step: Callable[[], Awaitable[None]]) -> None:
+        """Run one step of a background loop; log, never propagate, its errors."""
         try:
-            while not self._try_lock():
-                await asyncio.sleep(self.follow_interval)
-                await self._follow()
-            await self._lead()
+            await step()
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("embedded updater stopped by an unexpected error")
+            log.exception("embedded runtime step failed; retrying later")
 
     async def _lead(self) -> None:
         assert self.updater is not None
+        # Another worker may have published since this one last looked.
+        await self._guarded(self._follow_now)
         served = self.holder.version
         if served is not None:
             self.updater.adopt(served)
-        await self.updater.restore()
+        # A failed restore is not fatal: the scheduler's first sync rebuilds.
+        await self._guarded(self._restore)
         self.scheduler = SyncScheduler(self.updater)
         self.scheduler.start()
+
+    async def _restore(self) -> None:
+        assert self.updater is not None
+        await self.updater.restore()
+
+    async def _follow_now(self) -> None:
+        self._seen_file = None
+        await self._follow()
 
     async def _follow(self) -> None:
         if not self._note_file():
@@ -130,10 +153,14 @@ class EmbeddedRuntime:
             log.info("loaded version published by another worker", extra={"version": version.number})
 
     def _note_file(self) -> bool:
-        """Remember the state file's identity; True if it changed since last time."""
+        """Remember the state file's identity; True if it changed since last time.
+
+        Each publish renames a new file into place, so the inode changes even
+        when size and a coarse mtime do not.
+        """
         try:
             stat = self.store.version_path.stat()
-            seen: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
+            seen: tuple[int, int, int] | None = (stat.st_ino, stat.st_mtime_ns, stat.st_size)
         except OSError:
             seen = None
         changed = seen != self._seen_file
@@ -151,50 +178,69 @@ class EmbeddedRuntime:
         return True
 
     async def _publish(self, version: Version) -> None:
-        await asyncio.to_thread(self.store.save_version, version)
-        self._note_file()
+        # Serve first: a full disk or read-only state dir must not keep new
+        # data from being answered; it only costs the restart shortcut.
         self.holder.swap(version)
+        try:
+            await asyncio.to_thread(self.store.save_version, version)
+        except OSError as exc:
+            log.warning("could not persist version", extra={"version": version.number, "error": str(exc)})
+        self._note_file()
+
+    async def _share_status(self) -> None:
+        """Write the feed status for workers that do not run the updater."""
+        feeds = self._feed_status()
+        if feeds != self._written_status:
+            await asyncio.to_thread(self.store.save_status, feeds)
+            self._written_status = feeds
 
     def status(self) -> dict[str, Any]:
-        """Mode-specific part of ``/status``: updater role and feed states."""
+        """Mode-specific part of ``/status``: updater role and feed states.
+
+        A worker that does not run the updater reports what the updater
+        worker last shared through the state directory.
+        """
+        if self.is_updater:
+            return {"updater": "this process", "feeds": self._feed_status()}
+        shared = self.store.load_status()
+        return {"updater": "another worker", "feeds": shared if shared is not None else {}}
+
+    def _feed_status(self) -> dict[str, Any]:
         now = time.time()
         updater = self.updater
         next_runs = self.scheduler.next_runs() if self.scheduler else {}
-        served = self.holder.version
-        served_feeds = {f.name: f for f in served.feeds} if served else {}
         feeds: dict[str, Any] = {}
-        if updater is not None:
-            for name, st in updater.feeds.items():
-                # Only the worker running the updater knows sync history;
-                # the others describe what the served version holds.
-                info = st.info if self.is_updater and st.info else served_feeds.get(name)
-                nxt = next_runs.get(name)
-                interval = self.settings.interval_for(st.spec)
-                feeds[name] = {
-                    "source": st.spec.source,
-                    "format": info.format if info else str(st.spec.format),
-                    "entries": info.entries if info else 0,
-                    "malformed": info.malformed if info else 0,
-                    "malformed_samples": st.malformed_samples,
-                    "served_from": info.source if info else None,
-                    "data_date": info.data_date if info else None,
-                    "fetched_at": _iso(info.fetched_at) if info else None,
-                    "last_attempt": _iso(st.last_attempt),
-                    "last_success": _iso(st.last_success),
-                    "last_outcome": st.last_outcome,
-                    "last_error": st.last_error,
-                    "next_run": nxt.isoformat() if nxt else None,
-                    "refresh_interval_s": interval,
-                    "stale": is_stale(info, st.last_success, now, interval),
-                    "refusals": st.refusals,
-                    "consecutive_failures": st.consecutive_failures,
-                    "validators": {
-                        "etag": info.etag if info else None,
-                        "last_modified": info.last_modified if info else None,
-                        "sha256": info.sha256 if info else None,
-                    },
-                }
-        return {"updater": "this process" if self.is_updater else "another worker", "feeds": feeds}
+        if updater is None:
+            return feeds
+        for name, st in updater.feeds.items():
+            info = st.info
+            nxt = next_runs.get(name)
+            interval = self.settings.interval_for(st.spec)
+            feeds[name] = {
+                "source": st.spec.source,
+                "format": info.format if info else str(st.spec.format),
+                "entries": info.entries if info else 0,
+                "malformed": info.malformed if info else 0,
+                "malformed_samples": st.malformed_samples,
+                "served_from": info.source if info else None,
+                "data_date": info.data_date if info else None,
+                "fetched_at": _iso(info.fetched_at) if info else None,
+                "last_attempt": _iso(st.last_attempt),
+                "last_success": _iso(st.last_success),
+                "last_outcome": st.last_outcome,
+                "last_error": st.last_error,
+                "next_run": nxt.isoformat() if nxt else None,
+                "refresh_interval_s": interval,
+                "stale": is_stale(info, st.last_success, now, interval),
+                "refusals": st.refusals,
+                "consecutive_failures": st.consecutive_failures,
+                "validators": {
+                    "etag": info.etag if info else None,
+                    "last_modified": info.last_modified if info else None,
+                    "sha256": info.sha256 if info else None,
+                },
+            }
+        return feeds
 
 
 def _iso(timestamp: float | None) -> str | None:

@@ -155,6 +155,7 @@ KNOWN_REASONS = frozenset(
         "address contains control characters",
         "address contains whitespace",
         "zone identifiers (%...) are not accepted",
+        "percent signs are not valid in an address",
         "brackets are not accepted around IPv6 addresses",
         "CIDR notation is not accepted: give a single address",
         "ranges and lists are not accepted: give a single address",
@@ -345,3 +346,9 @@ def test_format_then_parse_is_identity_for_ipv4(value: int) -> None:
 @given(st.integers(min_value=0, max_value=V6_MAX).filter(lambda v: v >> 32 != 0xFFFF))
 def test_format_then_parse_is_identity_for_ipv6(value: int) -> None:
     assert parse_address(format_address(V6, value)) == (V6, value)
+
+
+def test_percent_sign_outside_ipv6_is_not_called_a_zone_id() -> None:
+    with pytest.raises(InvalidAddress) as info:
+        parse_address("1.2.3.4%zz")
+    assert info.value.reason == "percent signs are not valid in an address"

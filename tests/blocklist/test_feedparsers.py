@@ -396,7 +396,7 @@ def test_multi_member_gzip_yields_every_member() -> None:
     """``cat a.gz b.gz`` is a valid gzip file; the second part must not be dropped silently."""
     first, second = b"1.1.1.1\n2.2.2.2\n", b"3.3.3.3\n"
     parsed = parse_feed(gzip.compress(first) + gzip.compress(second), max_size=BIG)
-    assert parsed.v4.firsts == [0x01010101, 0x02020202, 0x03030303]
+    assert list(parsed.v4.firsts) == [0x01010101, 0x02020202, 0x03030303]
 
 
 def test_size_cap_counts_all_gzip_members() -> None:

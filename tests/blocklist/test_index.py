@@ -100,7 +100,8 @@ def test_mapped_ipv6_client_address_matches_ipv4_entry() -> None:
 
 def test_zero_prefix_covers_the_whole_family() -> None:
     index = compile_index({"all4": entries("0.0.0.0/0"), "all6": entries("::/0")})
-    assert ranges_of(index.v4) == [(0, V4_MAX, 0b01, 0)]
+    # ::/0 includes ::ffff:0:0/96, so it lists every IPv4 client too.
+    assert ranges_of(index.v4) == [(0, V4_MAX, 0b11, 0)]
     assert ranges_of(index.v6) == [(0, V6_MAX, 0b10, 0)]
     for text in ("0.0.0.0", "255.255.255.255", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"):
         assert index.contains(*addr(text))
@@ -436,3 +437,20 @@ def test_covered_address_count_is_preserved(raw: RawFeeds) -> None:
         assert sum(last - first + 1 for first, last in zip(fam.firsts, fam.lasts, strict=True)) == len(
             covered
         )
+
+
+def test_ipv6_range_covering_mapped_space_also_covers_ipv4() -> None:
+    """A client's ::ffff:a.b.c.d is looked up as IPv4, so ::/0 must list it there too."""
+    v6 = FamilyEntries()
+    v6.append(0, (1 << 128) - 1, 0)
+    index = compile_index({"all6": (FamilyEntries(), v6)})
+    assert index.contains(*parse_address("::ffff:8.8.8.8"))
+    assert index.contains(*parse_address("8.8.8.8"))
+    assert index.contains(*parse_address("2001:db8::1"))
+
+
+def test_ipv6_range_outside_mapped_space_does_not_touch_ipv4() -> None:
+    v6 = FamilyEntries()
+    v6.append(0x20010DB8 << 96, (0x20010DB8 << 96) | ((1 << 96) - 1), 0)
+    index = compile_index({"doc": (FamilyEntries(), v6)})
+    assert len(index.v4) == 0

@@ -409,3 +409,41 @@ def test_slow_drip_is_cut_off_by_the_whole_download_limit(tmp_path: Path) -> Non
 
     run(scenario())
     assert len(requests) == 2
+
+
+def test_304_to_an_unconditional_request_is_a_failure(tmp_path: Path) -> None:
+    """Without validators there is nothing a 304 could confirm."""
+    settings = make_settings(tmp_path)
+
+    async def scenario() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(304))
+        async with httpx.AsyncClient(transport=transport) as client:
+            with pytest.raises(FetchError, match="not conditional"):
+                await Fetcher(settings, client).fetch(settings.feeds[0], None)
+
+    run(scenario())
+
+
+def test_retry_budget_bounds_the_attempts_themselves(tmp_path: Path) -> None:
+    """A first attempt that eats the whole budget is cut at the budget and not retried."""
+
+    async def drip() -> AsyncIterator[bytes]:
+        while True:
+            await asyncio.sleep(0.01)
+            yield b"1"
+
+    requests: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        return httpx.Response(200, content=drip())
+
+    settings = make_settings(tmp_path, download_timeout=60, retry_max_seconds=0.3, retry_attempts=5)
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+            with pytest.raises(FetchError, match="longer than"):
+                await Fetcher(settings, client).fetch(settings.feeds[0], None)
+
+    run(scenario())
+    assert len(requests) == 1

@@ -981,3 +981,46 @@ def test_unexpected_error_in_one_feed_does_not_sink_the_others(
     run(scenario())
     assert published.numbers == [1]
     assert listed(published.versions[0], "1.10.16.1")
+
+
+def test_feed_that_cannot_be_persisted_is_still_served(server: FeedServer, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    (tmp_path / "blocked").write_text("a file where the state dir should be")
+    store = StateStore(tmp_path / "blocked" / "state")
+    published = Published()
+    server.script(IPSUM_URL, ok(SMALL_IPSUM_BYTES))
+
+    async def scenario() -> None:
+        async with open_updater(settings, server.client(), published, store=store) as updater:
+            assert await updater.sync_once() == {"ipsum": Outcome.UPDATED}
+
+    run(scenario())
+    assert published.numbers == [1]
+
+
+def test_restore_rebuilds_when_min_score_changed(server: FeedServer, tmp_path: Path) -> None:
+    """The stored version was compiled with another min_score: it must not be kept."""
+    store = StateStore(tmp_path / "state")
+    published = Published(store)
+    server.script(IPSUM_URL, ok(ipsum_text(10)))
+
+    async def first() -> None:
+        async with open_updater(make_settings(tmp_path), server.client(), published, store=store) as updater:
+            await updater.sync_once()
+
+    run(first())
+    stored = store.load_version()
+    assert stored is not None
+    assert stored.min_score == 0
+    later = Published(store)
+
+    async def restart() -> None:
+        client, _ = failing_client()
+        settings = make_settings(tmp_path, min_score=5)
+        async with open_updater(settings, client, later, store=store) as updater:
+            updater.adopt(stored)
+            await updater.restore()
+
+    run(restart())
+    assert later.numbers == [2]
+    assert later.versions[0].min_score == 5

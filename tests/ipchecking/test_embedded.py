@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import httpx
+
 from blocklist.addresses import parse_address
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.holder import VersionHolder
@@ -43,7 +45,14 @@ def test_one_worker_runs_the_updater_and_the_other_follows(tmp_path: Path) -> No
             assert first.is_updater
             assert not second.is_updater
             assert second.status()["updater"] == "another worker"
-            assert second.status()["feeds"]["local"]["entries"] == 4
+            # The updater worker shares its feed status through the state dir.
+            await until(lambda: second.status()["feeds"].get("local", {}).get("entries") == 4)
+
+            (tmp_path / "feed.txt").write_text("# emptied\n")
+            assert first.updater is not None
+            assert await first.updater.sync_feed("local") == "refused"
+            await until(lambda: second.status()["feeds"]["local"]["refusals"] == 1)
+            assert "no entries" in second.status()["feeds"]["local"]["last_error"]
 
             (tmp_path / "feed.txt").write_text("9.9.9.9\n1.2.3.4\n10.20.0.0/16\n2001:db8::/32\n")
             assert first.updater is not None
@@ -74,5 +83,48 @@ def test_stop_releases_everything_and_can_be_called_twice(tmp_path: Path) -> Non
         await runtime.stop()
         await runtime.stop()
         assert not runtime.is_updater
+
+    asyncio.run(scenario())
+
+
+def test_new_version_is_served_even_when_it_cannot_be_written(tmp_path: Path) -> None:
+    """A full disk or read-only state dir costs the restart shortcut, not fresh data."""
+    settings = settings_for(tmp_path)
+
+    async def scenario() -> None:
+        holder = VersionHolder()
+        runtime = EmbeddedRuntime(settings, holder, follow_interval=0.05)
+        settings.state_dir.mkdir(parents=True)
+        (settings.state_dir / "version.bin").mkdir()  # a directory: every write fails
+        await runtime.start()
+        try:
+            await until(lambda: holder.version is not None)
+            assert blocked(holder, "1.2.3.4")
+        finally:
+            await runtime.stop()
+
+    asyncio.run(scenario())
+
+
+def test_stored_bundled_version_is_not_served_once_bootstrap_is_off(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        unreachable = httpx.MockTransport(lambda request: httpx.Response(503))
+        with_bootstrap = settings_for(tmp_path, feeds="ipsum", bootstrap=True, retry_attempts=1)
+        holder = VersionHolder()
+        runtime = EmbeddedRuntime(with_bootstrap, holder, transport=unreachable)
+        await runtime.start()
+        await until(lambda: holder.version is not None)
+        await runtime.stop()
+        assert holder.version is not None
+        assert holder.version.bootstrap
+
+        without = settings_for(tmp_path, feeds="ipsum", bootstrap=False, retry_attempts=1)
+        holder = VersionHolder()
+        runtime = EmbeddedRuntime(without, holder, transport=unreachable)
+        await runtime.start()
+        try:
+            assert holder.version is None
+        finally:
+            await runtime.stop()
 
     asyncio.run(scenario())
