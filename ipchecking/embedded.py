@@ -63,11 +63,15 @@ class EmbeddedRuntime:
         self._task: asyncio.Task[None] | None = None
         self._seen_file: tuple[int, int, int] | None = None
         self._written_status: dict[str, Any] | None = None
+        self._unlocked_updater = False
         self.started_at = time.time()
 
     async def start(self) -> None:
         """Serve the stored version (if any) now; sync in the background."""
-        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            log.warning("cannot create the state dir; nothing will persist", extra={"error": str(exc)})
         self._note_file()
         version = await asyncio.to_thread(self.store.load_version)
         if version is not None and version.bootstrap and not self.settings.bootstrap:
@@ -98,11 +102,12 @@ class EmbeddedRuntime:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+        self._unlocked_updater = False
 
     @property
     def is_updater(self) -> bool:
         """True if this process runs the updater (holds the lock)."""
-        return self._lock_fd is not None
+        return self._lock_fd is not None or self._unlocked_updater
 
     async def _run(self) -> None:
         while not self._try_lock():
@@ -168,7 +173,14 @@ class EmbeddedRuntime:
         return changed and seen is not None
 
     def _try_lock(self) -> bool:
-        fd = os.open(self.settings.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.settings.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            # No usable state dir: no other worker can share it either, so
+            # this one runs the updater, without persistence.
+            log.warning("state dir unusable, running the updater unlocked", extra={"error": str(exc)})
+            self._unlocked_updater = True
+            return True
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -190,9 +202,15 @@ class EmbeddedRuntime:
     async def _share_status(self) -> None:
         """Write the feed status for workers that do not run the updater."""
         feeds = self._feed_status()
-        if feeds != self._written_status:
+        if feeds == self._written_status:
+            return
+        # Marked written even on failure: an unwritable state dir is reported
+        # once per change, not every few seconds.
+        self._written_status = feeds
+        try:
             await asyncio.to_thread(self.store.save_status, feeds)
-            self._written_status = feeds
+        except OSError as exc:
+            log.warning("could not share feed status", extra={"error": str(exc)})
 
     def status(self) -> dict[str, Any]:
         """Mode-specific part of ``/status``: updater role and feed states.

@@ -7,7 +7,7 @@ import asyncio
 import email.utils
 import hashlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
@@ -386,19 +386,26 @@ def test_source_path_maps_urls_and_paths(source: str, expected: Path) -> None:
     assert source_path(source) == expected
 
 
-def test_slow_drip_is_cut_off_by_the_whole_download_limit(tmp_path: Path) -> None:
-    """Per-read timeouts never fire on a server sending a byte at a time."""
+def dripping_server(requests: list[httpx.Request]) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler answering 200 with a body that trickles forever; records requests."""
 
     async def drip() -> AsyncIterator[bytes]:
         while True:
             await asyncio.sleep(0.01)
             yield b"1"
 
-    requests: list[httpx.Request] = []
-
     def handle(request: httpx.Request) -> httpx.Response:
         requests.append(request)
         return httpx.Response(200, content=drip())
+
+    return handle
+
+
+def test_slow_drip_is_cut_off_by_the_whole_download_limit(tmp_path: Path) -> None:
+    """Per-read timeouts never fire on a server sending a byte at a time."""
+
+    requests: list[httpx.Request] = []
+    handle = dripping_server(requests)
 
     settings = make_settings(tmp_path, download_timeout=0.2, retry_attempts=2)
 
@@ -427,16 +434,8 @@ def test_304_to_an_unconditional_request_is_a_failure(tmp_path: Path) -> None:
 def test_retry_budget_bounds_the_attempts_themselves(tmp_path: Path) -> None:
     """A first attempt that eats the whole budget is cut at the budget and not retried."""
 
-    async def drip() -> AsyncIterator[bytes]:
-        while True:
-            await asyncio.sleep(0.01)
-            yield b"1"
-
     requests: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        requests.append(request)
-        return httpx.Response(200, content=drip())
+    handle = dripping_server(requests)
 
     settings = make_settings(tmp_path, download_timeout=60, retry_max_seconds=0.3, retry_attempts=5)
 

@@ -128,3 +128,22 @@ def test_stored_bundled_version_is_not_served_once_bootstrap_is_off(tmp_path: Pa
             await runtime.stop()
 
     asyncio.run(scenario())
+
+
+def test_unusable_state_dir_still_serves_synced_data(tmp_path: Path) -> None:
+    """The state dir is a restart shortcut; without it the service still works."""
+    (tmp_path / "not-a-dir").write_text("a file where the state dir should be")
+    settings = settings_for(tmp_path, state_dir=tmp_path / "not-a-dir" / "state")
+
+    async def scenario() -> None:
+        holder = VersionHolder()
+        runtime = EmbeddedRuntime(settings, holder, follow_interval=0.05)
+        await runtime.start()
+        try:
+            await until(lambda: holder.version is not None)
+            assert runtime.is_updater
+            assert blocked(holder, "1.2.3.4")
+        finally:
+            await runtime.stop()
+
+    asyncio.run(scenario())
