@@ -1,0 +1,72 @@
+"""Every Redis key and channel name of the service, and how ranges are encoded.
+
+All names live under one versioned prefix (``blocklist:v1:``), so a schema
+change is one edit here and old keys stay findable.
+
+Live lookups use one sorted set per family whose members all have score 0
+and sort lexically: ``<first>-<last>`` as fixed-width lowercase hex (8 digits
+for IPv4, 32 for IPv6). Ranges are disjoint, so the only candidate for an
+address is the greatest member not after ``<address>-`` + ``~``::
+
+    ZRANGE ranges:4 [<addr>~ - BYLEX REV LIMIT 0 1
+
+one round trip for single addresses and CIDRs alike, where a SET of
+addresses could not hold a /8 without 16 million members.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from blocklist.addresses import V4
+
+PREFIX: Final = "blocklist:v1:"
+#: Encoded current version (snapshot codec): what a replica loads in one GET.
+SNAPSHOT: Final = PREFIX + "snapshot"
+#: Hash: number, built_at, checksum, ranges, feeds (JSON) of the current version.
+META: Final = PREFIX + "meta"
+#: Monotonic counter handing out version numbers (INCR).
+COUNTER: Final = PREFIX + "counter"
+#: Sorted set of the numbers of versions kept for history (score = number).
+HISTORY: Final = PREFIX + "history"
+#: Lock held by the updater that publishes (token + TTL).
+PUBLISH_LOCK: Final = PREFIX + "lock:publish"
+#: Pub/sub channel announcing each new version number.
+ANNOUNCE: Final = PREFIX + "announce"
+#: Worker heartbeat, a key with a TTL.
+HEARTBEAT: Final = PREFIX + "heartbeat:updater"
+
+_HEX_DIGITS: Final = {V4: 8, 6: 32}
+
+
+def ranges_key(family: int) -> str:
+    """Live sorted set of ranges of one family."""
+    return f"{PREFIX}ranges:{family}"
+
+
+def history_snapshot_key(number: int) -> str:
+    """Encoded snapshot of an older version kept for history."""
+    return f"{PREFIX}history:{number}"
+
+
+def temp_key(token: str, name: str) -> str:
+    """A key of a version being written; it carries a TTL until swapped in."""
+    return f"{PREFIX}tmp:{token}:{name}"
+
+
+def encode_range(family: int, first: int, last: int) -> str:
+    """Sorted-set member of a range: ``<first>-<last>`` in fixed-width hex."""
+    width = _HEX_DIGITS[family]
+    return f"{first:0{width}x}-{last:0{width}x}"
+
+
+def lookup_bound(family: int, value: int) -> str:
+    """Inclusive upper bound for ``ZRANGE ... BYLEX REV`` finding ``value``'s range."""
+    return f"[{value:0{_HEX_DIGITS[family]}x}-~"
+
+
+def member_contains(member: str | bytes, value: int) -> bool:
+    """True if the range encoded as ``member`` holds ``value``."""
+    text = member.decode() if isinstance(member, bytes) else member
+    first, _, last = text.partition("-")
+    return int(first, 16) <= value <= int(last, 16)

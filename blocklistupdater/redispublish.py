@@ -1,0 +1,143 @@
+"""Publishing versions to Redis, atomically, one publisher at a time.
+
+A publish runs under the publish lock (token + TTL, released only by its
+holder: redis-py's ``Lock``) and has three steps:
+
+1. write everything of the new version under temporary keys that carry a
+   TTL, in pipelined batches (a crash here leaves the live version intact
+   and the temporary keys expire);
+2. swap them in with ``RENAME`` (and ``PERSIST``, since RENAME keeps the
+   TTL) inside one ``MULTI/EXEC``: readers see the old or the new version;
+3. announce the number on the pub/sub channel, then prune old history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from dataclasses import asdict
+
+from redis.asyncio import Redis
+from redis.exceptions import LockError
+from redis.typing import EncodableT, FieldT
+
+from blocklist import rediskeys as keys
+from blocklist.errors import BlocklistError
+from blocklist.snapshot import Version, encode_version
+
+log = logging.getLogger(__name__)
+
+#: Sorted-set members written per pipelined round trip.
+BATCH = 20_000
+
+
+class PublishError(BlocklistError):
+    """The version was not published (lock held elsewhere, stale number)."""
+
+
+class RedisPublisher:
+    """Publishes :class:`Version` objects to Redis (the primary)."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        keep_versions: int = 5,
+        temp_ttl: int = 600,
+        lock_timeout: float = 120.0,
+        lock_wait: float = 30.0,
+    ) -> None:
+        self._client = client
+        self._keep = keep_versions
+        self._temp_ttl = temp_ttl
+        self._lock_timeout = lock_timeout
+        self._lock_wait = lock_wait
+
+    async def publish(self, version: Version) -> None:
+        """Publish ``version`` as the live one; raises :class:`PublishError`.
+
+        Refuses a version whose number is not above the live one, so two
+        updaters can never step back the served version.
+        """
+        lock = self._client.lock(
+            keys.PUBLISH_LOCK, timeout=self._lock_timeout, blocking_timeout=self._lock_wait
+        )
+        if not await lock.acquire():
+            raise PublishError("another updater holds the publish lock; not published")
+        try:
+            live = await self._client.hget(keys.META, "number")
+            if live is not None and int(live) >= version.number:
+                raise PublishError(f"version {version.number} is not above the live {int(live)}")
+            token = secrets.token_hex(8)
+            written = await self._write_temp(token, version)
+            await self._swap(token, version, written)
+        finally:
+            try:
+                await lock.release()
+            except LockError:
+                log.warning("publish lock expired before release", extra={"version": version.number})
+        await self._client.publish(keys.ANNOUNCE, str(version.number))
+        await self._prune()
+        log.info("version published to redis", extra={"version": version.number})
+
+    async def _write_temp(self, token: str, version: Version) -> set[str]:
+        """Write the version under temporary keys; returns the names written."""
+        ttl = self._temp_ttl
+        data = encode_version(version)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.set(keys.temp_key(token, "snapshot"), data, ex=ttl)
+        pipe.set(keys.temp_key(token, "history"), data, ex=ttl)
+        meta: dict[FieldT, EncodableT] = {
+            "number": version.number,
+            "built_at": version.built_at,
+            "checksum": version.checksum,
+            "ranges": version.index.ranges,
+            "feeds": json.dumps([asdict(f) for f in version.feeds]),
+        }
+        pipe.hset(keys.temp_key(token, "meta"), mapping=meta)
+        pipe.expire(keys.temp_key(token, "meta"), ttl)
+        await pipe.execute()
+        written = {"snapshot", "history", "meta"}
+        for family, fam in ((4, version.index.v4), (6, version.index.v6)):
+            name = f"ranges:{family}"
+            key = keys.temp_key(token, name)
+            for start in range(0, len(fam), BATCH):
+                members = {
+                    keys.encode_range(family, fam.firsts[i], fam.lasts[i]): 0
+                    for i in range(start, min(start + BATCH, len(fam)))
+                }
+                pipe = self._client.pipeline(transaction=False)
+                pipe.zadd(key, members)
+                pipe.expire(key, ttl)
+                await pipe.execute()
+                written.add(name)
+        return written
+
+    async def _swap(self, token: str, version: Version, written: set[str]) -> None:
+        tx = self._client.pipeline(transaction=True)
+        live = {
+            "snapshot": keys.SNAPSHOT,
+            "meta": keys.META,
+            "history": keys.history_snapshot_key(version.number),
+            "ranges:4": keys.ranges_key(4),
+            "ranges:6": keys.ranges_key(6),
+        }
+        for name, target in live.items():
+            if name in written:
+                tx.rename(keys.temp_key(token, name), target)
+                tx.persist(target)
+            else:
+                tx.delete(target)  # an empty family: no stale ranges left live
+        tx.zadd(keys.HISTORY, {str(version.number): version.number})
+        await tx.execute()
+
+    async def _prune(self) -> None:
+        old = await self._client.zrange(keys.HISTORY, 0, -self._keep - 1)
+        if not old:
+            return
+        numbers = [int(n) for n in old if isinstance(n, bytes | str)]
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(*(keys.history_snapshot_key(n) for n in numbers))
+        pipe.zrem(keys.HISTORY, *old)
+        await pipe.execute()

@@ -1,0 +1,169 @@
+"""Publishing versions to Redis (fakeredis): atomic swap, lookups, lock, history."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+
+import fakeredis
+import pytest
+
+from blocklist import rediskeys as keys
+from blocklist.addresses import V4, V6, parse_network
+from blocklist.feedparsers import FamilyEntries
+from blocklist.index import compile_index
+from blocklist.snapshot import Version, checksum_of, decode_version
+from blocklistupdater.redispublish import PublishError, RedisPublisher
+
+
+def make_version(number: int, *entries: str) -> Version:
+    v4, v6 = FamilyEntries(), FamilyEntries()
+    for text in entries:
+        family, first, last = parse_network(text)
+        (v4 if family == V4 else v6).append(first, last, 1)
+    index = compile_index({"f": (v4, v6)})
+    return Version(number, 1_800_000_000.0 + number, (), index, checksum_of(index))
+
+
+def with_redis(test: Callable[[fakeredis.FakeAsyncRedis], Awaitable[None]]) -> None:
+    async def scenario() -> None:
+        client = fakeredis.FakeAsyncRedis()
+        try:
+            await test(client)
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+async def live_lookup(client: fakeredis.FakeAsyncRedis, family: int, value: int) -> bool:
+    found = await client.zrange(
+        keys.ranges_key(family), keys.lookup_bound(family, value), "-", bylex=True, desc=True, offset=0, num=1
+    )
+    return bool(found) and keys.member_contains(found[0], value)
+
+
+def test_published_version_is_live_whole_and_temp_keys_are_gone() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        version = make_version(1, "1.2.3.4", "10.0.0.0/8", "2001:db8::/32")
+        await RedisPublisher(client).publish(version)
+        snapshot = decode_version(await client.get(keys.SNAPSHOT))
+        assert snapshot.checksum == version.checksum
+        assert int(await client.hget(keys.META, "number")) == 1
+        assert await client.ttl(keys.SNAPSHOT) == -1
+        assert await client.ttl(keys.ranges_key(4)) == -1
+        assert [k async for k in client.scan_iter(keys.PREFIX + "tmp:*")] == []
+
+    with_redis(test)
+
+
+def test_sorted_set_lookup_agrees_with_the_index() -> None:
+    """One ZRANGE BYLEX REV round trip gives the same answer as the compiled index."""
+    rng = random.Random(3)
+    entries = [f"{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}.0/24" for _ in range(300)]
+    entries += [f"{rng.randrange(256)}.{rng.randrange(256)}.1.{rng.randrange(256)}" for _ in range(300)]
+    entries += ["2001:db8::/48", "2001:db8:1::1"]
+    version = make_version(1, *entries)
+
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        await RedisPublisher(client).publish(version)
+        probes = [(V4, rng.getrandbits(32)) for _ in range(500)]
+        probes += [(V4, version.index.v4.firsts[i]) for i in range(0, len(version.index.v4), 7)]
+        probes += [(V4, version.index.v4.lasts[i] + 1) for i in range(0, len(version.index.v4), 7)]
+        probes += [(V6, 0x20010DB8 << 96), (V6, (0x20010DB8 << 96) | (1 << 80)), (V6, 1)]
+        for family, value in probes:
+            assert await live_lookup(client, family, value) == version.index.contains(family, value)
+
+    with_redis(test)
+
+
+def test_new_version_replaces_ranges_including_an_emptied_family() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client)
+        await publisher.publish(make_version(1, "1.2.3.4", "2001:db8::1"))
+        await publisher.publish(make_version(2, "5.6.7.8"))
+        assert await live_lookup(client, V4, 0x05060708)
+        assert not await live_lookup(client, V4, 0x01020304)
+        assert not await client.exists(keys.ranges_key(6))
+
+    with_redis(test)
+
+
+def test_announcement_carries_the_number() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        pubsub = client.pubsub()
+        await pubsub.subscribe(keys.ANNOUNCE)
+        await pubsub.get_message(timeout=1)  # subscribe confirmation
+        await RedisPublisher(client).publish(make_version(7, "1.2.3.4"))
+        message = await pubsub.get_message(timeout=1)
+        assert message is not None
+        assert message["data"] == b"7"
+        await pubsub.aclose()
+
+    with_redis(test)
+
+
+def test_history_keeps_only_the_last_versions() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client, keep_versions=3)
+        for number in range(1, 7):
+            await publisher.publish(make_version(number, f"1.2.3.{number}"))
+        kept = [int(n) for n in await client.zrange(keys.HISTORY, 0, -1)]
+        assert kept == [4, 5, 6]
+        assert not await client.exists(keys.history_snapshot_key(3))
+        older = decode_version(await client.get(keys.history_snapshot_key(4)))
+        assert older.number == 4
+
+    with_redis(test)
+
+
+def test_version_not_above_the_live_one_is_refused() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client)
+        await publisher.publish(make_version(5, "1.2.3.4"))
+        with pytest.raises(PublishError, match="not above"):
+            await publisher.publish(make_version(5, "9.9.9.9"))
+        assert await live_lookup(client, V4, 0x01020304)
+
+    with_redis(test)
+
+
+def test_second_publisher_gives_up_while_the_lock_is_held() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        held = client.lock(keys.PUBLISH_LOCK, timeout=30)
+        assert await held.acquire()
+        with pytest.raises(PublishError, match="lock"):
+            await RedisPublisher(client, lock_wait=0.1).publish(make_version(1, "1.2.3.4"))
+        assert not await client.exists(keys.SNAPSHOT)
+        await held.release()
+
+    with_redis(test)
+
+
+def test_crash_before_the_swap_leaves_live_intact_and_temp_keys_expiring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client, temp_ttl=60)
+        await publisher.publish(make_version(1, "1.2.3.4"))
+
+        async def crash(*args: object) -> None:
+            raise ConnectionError("updater died")
+
+        monkeypatch.setattr(publisher, "_swap", crash)
+        with pytest.raises(ConnectionError):
+            await publisher.publish(make_version(2, "9.9.9.9"))
+        assert int(await client.hget(keys.META, "number")) == 1
+        assert await live_lookup(client, V4, 0x01020304)
+        assert not await live_lookup(client, V4, 0x09090909)
+        temp = [k async for k in client.scan_iter(keys.PREFIX + "tmp:*")]
+        assert temp
+        for key in temp:
+            assert 0 < await client.ttl(key) <= 60
+        # The lock was released: the next publish goes through.
+        monkeypatch.undo()
+        await publisher.publish(make_version(2, "9.9.9.9"))
+        assert await live_lookup(client, V4, 0x09090909)
+
+    with_redis(test)
