@@ -153,6 +153,8 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "BLOCKLIST_REDIS_URL")
     )
+    keep_versions: int = Field(default=5, ge=1, description="Versions kept in Redis for history.")
+    heartbeat_ttl: float = Field(default=60.0, gt=0, description="Worker heartbeat lifetime, s.")
     log_level: str = "INFO"
     access_log: bool = Field(default=False, description="One log line per request (costly).")
 

@@ -311,6 +311,10 @@ class Updater:
                 checksum=checksum_of(index),
                 min_score=min_score,
             )
+            if self.current is not None and _same_content(self.current, version):
+                # E.g. a restarted worker re-downloading what is already live.
+                log.info("rebuilt content equals the live version; not published")
+                return self.current
             try:
                 await self._publish(version)
             except BaseException:
@@ -325,6 +329,16 @@ class Updater:
                 extra={"version": number, "ranges": index.ranges, "feeds": list(ready)},
             )
             return version
+
+
+def _same_content(a: Version, b: Version) -> bool:
+    """Same index, same build setting, same feed bytes: nothing new to publish."""
+    return (
+        a.checksum == b.checksum
+        and a.min_score == b.min_score
+        and {(f.name, f.sha256, f.bootstrap) for f in a.feeds}
+        == {(f.name, f.sha256, f.bootstrap) for f in b.feeds}
+    )
 
 
 def _first_number(infos: tuple[FeedInfo, ...]) -> int:

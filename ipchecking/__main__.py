@@ -14,8 +14,8 @@ import uvicorn
 from pydantic import ValidationError
 
 from blocklist.errors import ConfigError
+from blocklist.logs import log_config
 from blocklist.settings import Settings
-from ipchecking.logs import log_config
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,136 @@
+"""The updater worker as a process against real redis-server processes
+(a primary and a replica on free ports)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from blocklist import rediskeys as keys
+from blocklist.snapshot import decode_version
+from tests.redisserver import RedisServer, redis_server
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    with (
+        redis_server(tmp_path / "primary") as primary,
+        redis_server(tmp_path / "replica", replica_of=primary) as replica,
+    ):
+        yield primary, replica
+
+
+def worker_env(tmp_path: Path, primary: RedisServer, feed: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "REDIS_URL": primary.url,
+        "BLOCKLIST_FEEDS": f"ipsum=ipsum:{feed}",
+        "BLOCKLIST_STATE_DIR": str(tmp_path / "worker-state"),
+        "BLOCKLIST_BOOTSTRAP": "false",
+        "BLOCKLIST_RETRY_ATTEMPTS": "1",
+        "BLOCKLIST_HEARTBEAT_TTL": "3",
+    }
+
+
+def run_module(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "blocklistupdater", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def wait_for(predicate: object, limit: float = 10.0) -> None:
+    """Poll until true; a replica still loading its first sync answers errors meanwhile."""
+    deadline = time.monotonic() + limit
+    while True:
+        try:
+            if predicate():  # type: ignore[operator]
+                return
+        except redis.exceptions.BusyLoadingError:
+            pass
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_once_publishes_the_feed_and_the_replica_serves_it(
+    tmp_path: Path, shared_data: Path, primary_and_replica: tuple[RedisServer, RedisServer]
+) -> None:
+    primary, replica = primary_and_replica
+    feed = shared_data / "ipsum" / "ipsum-2026-08-22.txt"
+    env = worker_env(tmp_path, primary, feed)
+    result = run_module(env, "--once")
+    assert result.returncode == 0, result.stderr
+
+    reader = redis.Redis.from_url(replica.url)
+    try:
+        wait_for(lambda: reader.hget(keys.META, "number") == b"1")
+        version = decode_version(reader.get(keys.SNAPSHOT))  # type: ignore[arg-type]
+        assert version.number == 1
+        assert version.feeds[0].entries == 120430
+        assert int(reader.hget(keys.META, "number")) == 1  # type: ignore[arg-type]
+        # One ZRANGE BYLEX REV answers a live lookup on the replica.
+        address = 0x4D5AB914  # 77.90.185.20, top of the ipsum file
+        found = reader.zrange(
+            keys.ranges_key(4), keys.lookup_bound(4, address), "-", bylex=True, desc=True, offset=0, num=1
+        )
+        assert found
+        assert keys.member_contains(found[0], address)  # type: ignore[index]
+        assert list(reader.scan_iter(keys.PREFIX + "tmp:*")) == []
+    finally:
+        reader.close()
+
+    # Unchanged feed: a second run succeeds and publishes nothing new.
+    again = run_module(env, "--once")
+    assert again.returncode == 0, again.stderr
+    writer = redis.Redis.from_url(primary.url)
+    try:
+        assert int(writer.hget(keys.META, "number")) == 1  # type: ignore[arg-type]
+    finally:
+        writer.close()
+
+
+def test_once_fails_when_a_feed_cannot_be_read(
+    tmp_path: Path, primary_and_replica: tuple[RedisServer, RedisServer]
+) -> None:
+    primary, _ = primary_and_replica
+    result = run_module(worker_env(tmp_path, primary, tmp_path / "missing.txt"), "--once")
+    assert result.returncode == 1
+
+
+def test_check_follows_the_heartbeat_of_a_running_worker(
+    tmp_path: Path, shared_data: Path, primary_and_replica: tuple[RedisServer, RedisServer]
+) -> None:
+    primary, _ = primary_and_replica
+    env = worker_env(tmp_path, primary, shared_data / "spamhaus" / "drop" / "drop-2025-01-17.txt")
+    env["BLOCKLIST_FEEDS"] = env["BLOCKLIST_FEEDS"].replace("ipsum=ipsum:", "drop=spamhaus:")
+    assert run_module(env, "--check").returncode == 1
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "blocklistupdater"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: run_module(env, "--check").returncode == 0, limit=20)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    # A clean stop removes the heartbeat at once rather than waiting for its TTL.
+    assert run_module(env, "--check").returncode == 1
