@@ -153,6 +153,13 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "BLOCKLIST_REDIS_URL")
     )
+    redis_read_url: str | None = Field(
+        default=None, description="Redis to read from (a replica); defaults to REDIS_URL."
+    )
+    redis_timeout: float = Field(default=2.0, gt=0, description="Redis connect/command timeout, s.")
+    version_poll_interval: float = Field(
+        default=5.0, gt=0, description="Fallback poll of the live version number, s."
+    )
     keep_versions: int = Field(default=5, ge=1, description="Versions kept in Redis for history.")
     heartbeat_ttl: float = Field(default=60.0, gt=0, description="Worker heartbeat lifetime, s.")
     log_level: str = "INFO"

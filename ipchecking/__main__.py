@@ -31,9 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     except (ValidationError, ConfigError) as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
-    if not settings.embedded:
-        print("REDIS_URL is set, but distributed mode is not available in this build", file=sys.stderr)
-        return 2
     level = args.log_level or settings.log_level
     uvicorn.run(
         "ipchecking.app:create_app",

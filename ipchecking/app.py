@@ -16,9 +16,9 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 
 from blocklist import __version__
-from blocklist.errors import ConfigError
 from blocklist.settings import Settings
 from ipchecking import routes
+from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
 from ipchecking.holder import VersionHolder
@@ -34,13 +34,11 @@ def create_app(
 ) -> FastPathApp:
     """Build the service's ASGI app (fast path in front of FastAPI).
 
-    ``settings`` defaults to the environment; ``transport`` replaces the
-    network for feed downloads (tests). Raises :class:`ConfigError` for a
-    mode this build cannot run.
+    ``settings`` defaults to the environment (``REDIS_URL`` set: distributed
+    mode, serving what the updater worker publishes); ``transport`` replaces
+    the network for feed downloads in embedded mode (tests).
     """
     settings = settings or Settings()
-    if not settings.embedded:
-        raise ConfigError("REDIS_URL is set, but distributed mode is not available in this build")
     holder = VersionHolder()
     stats = RequestStats()
     registry = CollectorRegistry()
@@ -49,7 +47,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = EmbeddedRuntime(settings, holder, transport=transport)
+        runtime: EmbeddedRuntime | DistributedRuntime
+        if settings.embedded:
+            runtime = EmbeddedRuntime(settings, holder, transport=transport)
+        else:
+            runtime = DistributedRuntime(settings, holder)
         await runtime.start()
         app.state.runtime = runtime
         try:
