@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from blocklist import rediskeys as keys
-from blocklist.errors import SnapshotError
+from blocklist.errors import BlocklistError, SnapshotError
 from blocklist.settings import Settings
 from blocklist.snapshot import Version, decode_version
 from blocklistupdater.fetcher import Fetcher
@@ -100,6 +100,11 @@ async def run_worker(
         finally:
             scheduler.shutdown()
         return 0
+    except (BlocklistError, RedisError) as exc:
+        # E.g. Redis unreachable at start, or another updater's lock: exit
+        # non-zero with one clear line; the supervisor restarts the worker.
+        log.error("worker stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
+        return 1
     finally:
         await http.aclose()
         await client.aclose()

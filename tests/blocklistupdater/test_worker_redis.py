@@ -16,7 +16,7 @@ import redis
 
 from blocklist import rediskeys as keys
 from blocklist.snapshot import decode_version
-from tests.redisserver import RedisServer, redis_server
+from tests.redisserver import RedisServer, free_port, redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -30,10 +30,12 @@ def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServ
         yield primary, replica
 
 
-def worker_env(tmp_path: Path, primary: RedisServer, feed: Path) -> dict[str, str]:
+def worker_env(tmp_path: Path, primary: RedisServer | None, feed: Path) -> dict[str, str]:
+    """Worker settings; ``primary=None`` points at a free port nobody listens on."""
+    url = primary.url if primary else f"redis://127.0.0.1:{free_port()}/0"
     return {
         **os.environ,
-        "REDIS_URL": primary.url,
+        "REDIS_URL": url,
         "BLOCKLIST_FEEDS": f"ipsum=ipsum:{feed}",
         "BLOCKLIST_STATE_DIR": str(tmp_path / "worker-state"),
         "BLOCKLIST_BOOTSTRAP": "false",
@@ -134,3 +136,11 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
             worker.wait()
     # A clean stop removes the heartbeat at once rather than waiting for its TTL.
     assert run_module(env, "--check").returncode == 1
+
+
+def test_once_without_redis_exits_1_with_one_clear_line(tmp_path: Path, shared_data: Path) -> None:
+    env = worker_env(tmp_path, primary=None, feed=shared_data / "ipsum" / "ipsum-2026-08-22.txt")
+    result = run_module(env, "--once")
+    assert result.returncode == 1
+    assert '"worker stopped"' in result.stderr
+    assert "Traceback" not in result.stderr
