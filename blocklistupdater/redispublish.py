@@ -7,19 +7,21 @@ holder: redis-py's ``Lock``) and has three steps:
    TTL, in pipelined batches (a crash here leaves the live version intact
    and the temporary keys expire);
 2. swap them in with ``RENAME`` (and ``PERSIST``, since RENAME keeps the
-   TTL) inside one ``MULTI/EXEC``: readers see the old or the new version;
+   TTL) in one Lua script, atomic like ``MULTI/EXEC`` but checking every
+   temporary key first: readers see the old or the new version, whole;
 3. announce the number on the pub/sub channel, then prune old history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import secrets
 from dataclasses import asdict
 
 from redis.asyncio import Redis
-from redis.exceptions import LockError
+from redis.exceptions import LockError, RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
 from blocklist import rediskeys as keys
@@ -30,6 +32,31 @@ log = logging.getLogger(__name__)
 
 #: Sorted-set members written per pipelined round trip.
 BATCH = 20_000
+
+# KEYS: (temp, live) pairs, then live keys to delete, then META, HISTORY.
+# ARGV: number of pairs, number of deletions, the new version number.
+_SWAP_SCRIPT = """
+local pairs, drops, number = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+for i = 1, pairs do
+  if redis.call('EXISTS', KEYS[2 * i - 1]) == 0 then
+    return redis.error_reply('temporary key missing: ' .. KEYS[2 * i - 1])
+  end
+end
+local meta, history = KEYS[2 * pairs + drops + 1], KEYS[2 * pairs + drops + 2]
+local live = redis.call('HGET', meta, 'number')
+if live and tonumber(live) >= number then
+  return redis.error_reply('live version ' .. live .. ' is not below ' .. number)
+end
+for i = 1, pairs do
+  redis.call('RENAME', KEYS[2 * i - 1], KEYS[2 * i])
+  redis.call('PERSIST', KEYS[2 * i])
+end
+for i = 1, drops do
+  redis.call('DEL', KEYS[2 * pairs + i])
+end
+redis.call('ZADD', history, number, tostring(number))
+return number
+"""
 
 
 class PublishError(BlocklistError):
@@ -54,11 +81,13 @@ class RedisPublisher:
         self._lock_timeout = lock_timeout
         self._lock_wait = lock_wait
 
-    async def publish(self, version: Version) -> None:
-        """Publish ``version`` as the live one; raises :class:`PublishError`.
+    async def publish(self, version: Version) -> Version:
+        """Publish ``version`` as the live one and return what was published.
 
-        Refuses a version whose number is not above the live one, so two
-        updaters can never step back the served version.
+        A version whose number is not above the live one (another updater
+        published meanwhile) is renumbered above it, so numbers only grow.
+        Raises :class:`PublishError` if the lock cannot be had or the swap's
+        checks fail; the live version is then untouched.
         """
         lock = self._client.lock(
             keys.PUBLISH_LOCK, timeout=self._lock_timeout, blocking_timeout=self._lock_wait
@@ -68,7 +97,7 @@ class RedisPublisher:
         try:
             live = await self._client.hget(keys.META, "number")
             if live is not None and int(live) >= version.number:
-                raise PublishError(f"version {version.number} is not above the live {int(live)}")
+                version = dataclasses.replace(version, number=int(live) + 1)
             token = secrets.token_hex(8)
             written = await self._write_temp(token, version)
             await self._swap(token, version, written)
@@ -77,9 +106,15 @@ class RedisPublisher:
                 await lock.release()
             except LockError:
                 log.warning("publish lock expired before release", extra={"version": version.number})
-        await self._client.publish(keys.ANNOUNCE, str(version.number))
-        await self._prune()
         log.info("version published to redis", extra={"version": version.number})
+        # The version is live: announcing and pruning are best effort (replicas
+        # also poll; old history is pruned by the next publish).
+        try:
+            await self._client.publish(keys.ANNOUNCE, str(version.number))
+            await self._prune()
+        except RedisError as exc:
+            log.warning("announce or prune failed", extra={"version": version.number, "error": str(exc)})
+        return version
 
     async def _write_temp(self, token: str, version: Version) -> set[str]:
         """Write the version under temporary keys; returns the names written."""
@@ -115,7 +150,12 @@ class RedisPublisher:
         return written
 
     async def _swap(self, token: str, version: Version, written: set[str]) -> None:
-        tx = self._client.pipeline(transaction=True)
+        """Swap the temporary keys in, all or nothing (one Lua script).
+
+        MULTI/EXEC does not roll back when one RENAME fails (a temporary key
+        expired or was evicted), so the script checks every temporary key and
+        the live number first, then renames; Redis runs it atomically.
+        """
         live = {
             "snapshot": keys.SNAPSHOT,
             "meta": keys.META,
@@ -123,14 +163,15 @@ class RedisPublisher:
             "ranges:4": keys.ranges_key(4),
             "ranges:6": keys.ranges_key(6),
         }
-        for name, target in live.items():
-            if name in written:
-                tx.rename(keys.temp_key(token, name), target)
-                tx.persist(target)
-            else:
-                tx.delete(target)  # an empty family: no stale ranges left live
-        tx.zadd(keys.HISTORY, {str(version.number): version.number})
-        await tx.execute()
+        moves = [(keys.temp_key(token, n), target) for n, target in live.items() if n in written]
+        drops = [target for n, target in live.items() if n not in written]
+        script_keys = [k for pair in moves for k in pair] + drops + [keys.META, keys.HISTORY]
+        try:
+            await self._client.eval(
+                _SWAP_SCRIPT, len(script_keys), *script_keys, len(moves), len(drops), version.number
+            )
+        except ResponseError as exc:
+            raise PublishError(f"swap refused, live version untouched: {exc}") from None
 
     async def _prune(self) -> None:
         old = await self._client.zrange(keys.HISTORY, 0, -self._keep - 1)

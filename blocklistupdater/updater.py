@@ -31,7 +31,9 @@ from blocklistupdater.statestore import StateStore, StoredFeed
 
 log = logging.getLogger(__name__)
 
-Publish = Callable[[Version], Awaitable[None]]
+#: Publishes a version; may return the version actually published (a
+#: distributed publisher renumbers above a version published meanwhile).
+Publish = Callable[[Version], Awaitable[Version | None]]
 
 
 class Outcome(enum.StrEnum):
@@ -114,6 +116,11 @@ class Updater:
         current = self.current
         have = {f.name: f.sha256 for f in current.feeds} if current else None
         same_build = current is not None and current.min_score == self.settings.min_score
+        bundled = any(s.info.bootstrap for s in self.feeds.values() if s.info)
+        if current is not None and bundled and not current.bootstrap:
+            # Never replace synced data with the bundled snapshot (a fresh
+            # worker without its state dir); the first sync takes over.
+            return None
         if wanted and (wanted != have or not same_build):
             return await self._build_and_publish()
         return None
@@ -316,12 +323,14 @@ class Updater:
                 log.info("rebuilt content equals the live version; not published")
                 return self.current
             try:
-                await self._publish(version)
+                published = await self._publish(version)
             except BaseException:
                 # Not published: the next sync builds again even if no feed
                 # changes (the change is already accepted, never refetched).
                 self._dirty = True
                 raise
+            version = published or version
+            number = version.number
             self.current = version
             metrics.VERSION_PUBLISHED.set(number)
             log.info(

@@ -118,13 +118,17 @@ def test_history_keeps_only_the_last_versions() -> None:
     with_redis(test)
 
 
-def test_version_not_above_the_live_one_is_refused() -> None:
+def test_version_not_above_the_live_one_is_renumbered_above_it() -> None:
+    """Another updater published meanwhile: numbers still only grow."""
+
     async def test(client: fakeredis.FakeAsyncRedis) -> None:
         publisher = RedisPublisher(client)
         await publisher.publish(make_version(5, "1.2.3.4"))
-        with pytest.raises(PublishError, match="not above"):
-            await publisher.publish(make_version(5, "9.9.9.9"))
-        assert await live_lookup(client, V4, 0x01020304)
+        published = await publisher.publish(make_version(5, "9.9.9.9"))
+        assert published.number == 6
+        assert int(await client.hget(keys.META, "number")) == 6
+        assert decode_version(await client.get(keys.SNAPSHOT)).number == 6
+        assert await live_lookup(client, V4, 0x09090909)
 
     with_redis(test)
 
@@ -165,5 +169,29 @@ def test_crash_before_the_swap_leaves_live_intact_and_temp_keys_expiring(
         monkeypatch.undo()
         await publisher.publish(make_version(2, "9.9.9.9"))
         assert await live_lookup(client, V4, 0x09090909)
+
+    with_redis(test)
+
+
+def test_swap_with_a_vanished_temporary_key_changes_nothing_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MULTI/EXEC would apply the other RENAMEs; the swap script applies none."""
+
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client)
+        await publisher.publish(make_version(1, "1.2.3.4"))
+        write_temp = publisher._write_temp
+
+        async def write_then_lose_one(token: str, version: Version) -> set[str]:
+            written = await write_temp(token, version)
+            await client.delete(keys.temp_key(token, "snapshot"))  # expired or evicted
+            return written
+
+        monkeypatch.setattr(publisher, "_write_temp", write_then_lose_one)
+        with pytest.raises(PublishError, match="temporary key missing"):
+            await publisher.publish(make_version(2, "9.9.9.9"))
+        assert int(await client.hget(keys.META, "number")) == 1
+        assert decode_version(await client.get(keys.SNAPSHOT)).number == 1
+        assert not await live_lookup(client, V4, 0x09090909)
+        assert await live_lookup(client, V4, 0x01020304)
 
     with_redis(test)

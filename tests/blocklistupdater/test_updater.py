@@ -1024,3 +1024,29 @@ def test_restore_rebuilds_when_min_score_changed(server: FeedServer, tmp_path: P
     run(restart())
     assert later.numbers == [2]
     assert later.versions[0].min_score == 5
+
+
+def test_bundled_snapshot_never_replaces_a_live_synced_version(server: FeedServer, tmp_path: Path) -> None:
+    """A fresh worker without its state dir must not publish 2026 bundled data over live data."""
+    server.script(IPSUM_URL, ok(SMALL_IPSUM_BYTES))
+    first = Published()
+
+    async def sync() -> None:
+        async with open_updater(make_settings(tmp_path / "a"), server.client(), first) as updater:
+            await updater.sync_once()
+
+    run(sync())
+    live = first.versions[0]
+    assert not live.bootstrap
+    settings = make_settings(tmp_path / "b", feeds="ipsum", bootstrap=True)
+    later = Published()
+    client, _ = failing_client()
+
+    async def fresh_worker() -> None:
+        async with open_updater(settings, client, later, store=StateStore(settings.state_dir)) as updater:
+            updater.adopt(live)
+            await updater.restore()
+            assert await updater.sync_once() == {"ipsum": Outcome.FAILED}
+
+    run(fresh_worker())
+    assert later.numbers == []
