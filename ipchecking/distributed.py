@@ -100,6 +100,14 @@ class DistributedRuntime:
                 raise
             except (RedisError, OSError) as exc:
                 self._mark_down(exc)
+                # Pooled connections to a restarted server are dead; drop
+                # them so the next attempt reconnects instead of failing once more.
+                with contextlib.suppress(RedisError, OSError):
+                    await self._client.connection_pool.disconnect()
+            except Exception as exc:
+                # A bug or bad data must not end following for good.
+                log.exception("redis follower step failed")
+                self._mark_down(exc)
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
