@@ -18,7 +18,7 @@ from typing import Annotated
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from blocklist.errors import ConfigError
@@ -203,3 +203,15 @@ class Settings(BaseSettings):
     def interval_for(self, feed: FeedSpec) -> float:
         """Refresh interval of one feed, seconds."""
         return self.feed_intervals.get(feed.name, feed.interval or self.refresh_interval)
+
+
+def load_settings() -> Settings:
+    """Settings from the environment; any invalid value raises :class:`ConfigError`.
+
+    pydantic reports bad values as ``ValidationError``; entry points catch
+    one error type and print it.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise ConfigError(str(exc)) from None

@@ -15,11 +15,9 @@ import logging.config
 import signal
 import sys
 
-from pydantic import ValidationError
-
 from blocklist.errors import ConfigError
 from blocklist.logs import log_config
-from blocklist.settings import Settings
+from blocklist.settings import Settings, load_settings
 from blocklistupdater.worker import check_heartbeat, run_worker
 
 
@@ -31,8 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--check", action="store_true", help="probe: is a worker's heartbeat fresh?")
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
-    except (ValidationError, ConfigError) as exc:
+        settings = load_settings()
+    except ConfigError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
     if not settings.redis_url:

@@ -11,11 +11,10 @@ import argparse
 import sys
 
 import uvicorn
-from pydantic import ValidationError
 
 from blocklist.errors import ConfigError
 from blocklist.logs import log_config
-from blocklist.settings import Settings
+from blocklist.settings import load_settings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default=None, help="overrides BLOCKLIST_LOG_LEVEL")
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
-    except (ValidationError, ConfigError) as exc:
+        settings = load_settings()
+    except ConfigError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
     level = args.log_level or settings.log_level

@@ -10,20 +10,10 @@ import fakeredis
 import pytest
 
 from blocklist import rediskeys as keys
-from blocklist.addresses import V4, V6, parse_network
-from blocklist.feedparsers import FamilyEntries
-from blocklist.index import compile_index
-from blocklist.snapshot import Version, checksum_of, decode_version
+from blocklist.addresses import V4, V6
+from blocklist.snapshot import Version, decode_version
 from blocklistupdater.redispublish import PublishError, RedisPublisher
-
-
-def make_version(number: int, *entries: str) -> Version:
-    v4, v6 = FamilyEntries(), FamilyEntries()
-    for text in entries:
-        family, first, last = parse_network(text)
-        (v4 if family == V4 else v6).append(first, last, 1)
-    index = compile_index({"f": (v4, v6)})
-    return Version(number, 1_800_000_000.0 + number, (), index, checksum_of(index))
+from tests.versions import make_version
 
 
 def with_redis(test: Callable[[fakeredis.FakeAsyncRedis], Awaitable[None]]) -> None:

@@ -10,26 +10,14 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from blocklist.addresses import V4, parse_network
-from blocklist.feedparsers import FamilyEntries
-from blocklist.index import compile_index
 from blocklist.settings import Settings
-from blocklist.snapshot import Version, checksum_of
 from blocklistupdater.redispublish import RedisPublisher
 from ipchecking.app import create_app
 from tests.ipchecking.apphelpers import running
 from tests.redisserver import free_port, redis_server
+from tests.versions import make_version
 
 pytestmark = pytest.mark.integration
-
-
-def make_version(number: int, *entries: str) -> Version:
-    v4, v6 = FamilyEntries(), FamilyEntries()
-    for text in entries:
-        family, first, last = parse_network(text)
-        (v4 if family == V4 else v6).append(first, last, 1)
-    index = compile_index({"f": (v4, v6)})
-    return Version(number, 1_800_000_000.0 + number, (), index, checksum_of(index))
 
 
 async def until(predicate: Callable[[], object], limit: float = 10.0) -> float:

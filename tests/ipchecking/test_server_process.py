@@ -8,7 +8,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.redisserver import free_port
+
 pytestmark = pytest.mark.integration
 
 FEEDS = {
@@ -27,13 +28,6 @@ FEEDS = {
     "dropv6": ("spamhaus", "spamhaus/dropv6/dropv6-2025-01-15.txt"),
     "firehol": ("netset", "firehol/firehol_level1-2020-08-19.netset"),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager
