@@ -25,16 +25,12 @@ PREFIX: Final = "blocklist:v1:"
 SNAPSHOT: Final = PREFIX + "snapshot"
 #: Hash: number, built_at, checksum, ranges, feeds (JSON) of the current version.
 META: Final = PREFIX + "meta"
-#: Monotonic counter handing out version numbers (INCR).
-COUNTER: Final = PREFIX + "counter"
 #: Sorted set of the numbers of versions kept for history (score = number).
 HISTORY: Final = PREFIX + "history"
 #: Lock held by the updater that publishes (token + TTL).
 PUBLISH_LOCK: Final = PREFIX + "lock:publish"
 #: Pub/sub channel announcing each new version number.
 ANNOUNCE: Final = PREFIX + "announce"
-#: Worker heartbeat, a key with a TTL.
-HEARTBEAT: Final = PREFIX + "heartbeat:updater"
 
 _HEX_DIGITS: Final = {V4: 8, 6: 32}
 
@@ -42,6 +38,11 @@ _HEX_DIGITS: Final = {V4: 8, 6: 32}
 def ranges_key(family: int) -> str:
     """Live sorted set of ranges of one family."""
     return f"{PREFIX}ranges:{family}"
+
+
+def heartbeat_key(worker_id: str) -> str:
+    """One updater worker's heartbeat: a key with a TTL, refreshed while it runs."""
+    return f"{PREFIX}heartbeat:updater:{worker_id}"
 
 
 def history_snapshot_key(number: int) -> str:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from blocklist.errors import ConfigError
@@ -106,6 +107,18 @@ def parse_feed_specs(text: str) -> tuple[FeedSpec, ...]:
     return tuple(specs)
 
 
+def parse_host_ports(text: str) -> tuple[tuple[str, int], ...]:
+    """``host:port,host:port`` (IPv6 hosts in brackets) as pairs; raises ConfigError."""
+    pairs: list[tuple[str, int]] = []
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        host, sep, port = item.rpartition(":")
+        host = host.strip("[]")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(f"not host:port: {item!r}")
+        pairs.append((host, int(port)))
+    return tuple(pairs)
+
+
 def _check_source(source: str) -> str:
     if not source:
         raise ConfigError("empty feed source")
@@ -157,6 +170,31 @@ class Settings(BaseSettings):
         default=None, description="Redis to read from (a replica); defaults to REDIS_URL."
     )
     redis_timeout: float = Field(default=2.0, gt=0, description="Redis connect/command timeout, s.")
+    redis_sentinels: Annotated[tuple[tuple[str, int], ...], NoDecode] = Field(
+        default=(), description="Sentinels 'host:port,host:port'; when set, they name the primary."
+    )
+    redis_sentinel_service: str = Field(default="mymaster", description="Service the sentinels monitor.")
+    redis_password: SecretStr | None = Field(
+        default=None, description="Password of Redis servers found through the sentinels."
+    )
+    redis_sentinel_password: SecretStr | None = Field(default=None, description="Password of the sentinels.")
+    lookup: Literal["local", "live"] = Field(
+        default="local", description="API replicas: answer from memory (local) or ask Redis (live)."
+    )
+    live_timeout: float = Field(default=0.05, gt=0, description="Live mode: Redis deadline per lookup, s.")
+    redis_max_connections: int = Field(
+        default=64, ge=1, description="Live mode: connections per API process to Redis."
+    )
+    worker_id: str = Field(
+        default_factory=socket.gethostname, min_length=1, description="Names this worker's heartbeat key."
+    )
+    publish_lock_ttl: float = Field(default=120.0, gt=0, description="Publish lock lifetime, s.")
+    publish_lock_wait: float = Field(
+        default=30.0, ge=0, description="How long a second updater waits for the lock, s."
+    )
+    temp_key_ttl: float = Field(
+        default=600.0, ge=1, description="Lifetime of a version's keys until swapped in, s."
+    )
     version_poll_interval: float = Field(
         default=5.0, gt=0, description="Fallback poll of the live version number, s."
     )
@@ -169,6 +207,11 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_feeds(cls, value: object) -> object:
         return parse_feed_specs(value) if isinstance(value, str) else value
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _parse_sentinels(cls, value: object) -> object:
+        return parse_host_ports(value) if isinstance(value, str) else value
 
     @field_validator("feed_intervals", mode="before")
     @classmethod
@@ -198,7 +241,7 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         """True when no Redis is configured: one self-contained process."""
-        return not self.redis_url
+        return not (self.redis_url or self.redis_sentinels)
 
     def interval_for(self, feed: FeedSpec) -> float:
         """Refresh interval of one feed, seconds."""

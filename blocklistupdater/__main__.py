@@ -2,9 +2,10 @@
 
     python -m blocklistupdater            sync at start, then on schedule, until SIGTERM
     python -m blocklistupdater --once     sync every feed once; exit 0 on success
-    python -m blocklistupdater --check    exit 0 only if a worker's heartbeat is fresh
+    python -m blocklistupdater --check    exit 0 only if this worker's heartbeat is fresh
 
-Settings come from the environment (``REDIS_URL`` is required).
+Settings come from the environment (``REDIS_URL`` or ``BLOCKLIST_REDIS_SENTINELS``
+is required).
 """
 
 from __future__ import annotations
@@ -26,15 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m blocklistupdater", description=__doc__.splitlines()[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--once", action="store_true", help="sync every feed once and exit")
-    mode.add_argument("--check", action="store_true", help="probe: is a worker's heartbeat fresh?")
+    mode.add_argument("--check", action="store_true", help="probe: is this worker's heartbeat fresh?")
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
-    if not settings.redis_url:
-        print("REDIS_URL is required for the worker", file=sys.stderr)
+    if settings.embedded:
+        print("REDIS_URL or BLOCKLIST_REDIS_SENTINELS is required for the worker", file=sys.stderr)
         return 2
     logging.config.dictConfig(log_config(settings.log_level))
     if args.check:

@@ -89,11 +89,18 @@ class RedisPublisher:
         Raises :class:`PublishError` if the lock cannot be had or the swap's
         checks fail; the live version is then untouched.
         """
-        lock = self._client.lock(
-            keys.PUBLISH_LOCK, timeout=self._lock_timeout, blocking_timeout=self._lock_wait
-        )
-        if not await lock.acquire():
-            raise PublishError("another updater holds the publish lock; not published")
+        lock = self._client.lock(keys.PUBLISH_LOCK, timeout=self._lock_timeout)
+        if not await lock.acquire(blocking=False):
+            log.info(
+                "another updater holds the publish lock; waiting",
+                extra={"version": version.number, "wait_s": self._lock_wait},
+            )
+            if not await lock.acquire(blocking_timeout=self._lock_wait):
+                log.warning(
+                    "publish lock still held by another updater; not published, retried later",
+                    extra={"version": version.number, "wait_s": self._lock_wait},
+                )
+                raise PublishError("another updater holds the publish lock; not published")
         try:
             live = await self._client.hget(keys.META, "number")
             if live is not None and int(live) >= version.number:
@@ -128,6 +135,9 @@ class RedisPublisher:
             "built_at": version.built_at,
             "checksum": version.checksum,
             "ranges": version.index.ranges,
+            "ranges_v4": len(version.index.v4),
+            "ranges_v6": len(version.index.v6),
+            "bootstrap": int(version.bootstrap),
             "feeds": json.dumps([asdict(f) for f in version.feeds]),
         }
         pipe.hset(keys.temp_key(token, "meta"), mapping=meta)

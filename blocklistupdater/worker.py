@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
 
 import httpx
@@ -19,9 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from blocklist import rediskeys as keys
-from blocklist.errors import BlocklistError, SnapshotError
+from blocklist.errors import BlocklistError
+from blocklist.redisclient import RedisConnector, load_live_version
 from blocklist.settings import Settings
-from blocklist.snapshot import Version, decode_version
 from blocklistupdater.fetcher import Fetcher
 from blocklistupdater.redispublish import RedisPublisher
 from blocklistupdater.scheduler import SyncScheduler
@@ -31,33 +32,19 @@ from blocklistupdater.updater import Outcome, Updater
 log = logging.getLogger(__name__)
 
 
-def redis_client(url: str, timeout: float = 5.0) -> Redis:
-    """An asyncio Redis client with bounded connect and command timeouts."""
-    return Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
-async def load_live_version(client: Redis) -> Version | None:
-    """The version Redis serves now, or None if there is none (or it is corrupt)."""
-    data = await client.get(keys.SNAPSHOT)
-    if not isinstance(data, bytes):
-        return None
-    try:
-        return decode_version(data)
-    except SnapshotError as exc:
-        log.error("live snapshot in redis is unreadable", extra={"error": str(exc)})
-        return None
-
-
 async def check_heartbeat(settings: Settings) -> bool:
-    """True if a worker's heartbeat key is present (it carries a TTL)."""
-    assert settings.redis_url
-    client = redis_client(settings.redis_url)
+    """True if this worker's heartbeat key (``BLOCKLIST_WORKER_ID``) is present.
+
+    The key carries a TTL, so a worker that stopped beating fails the probe
+    within ``BLOCKLIST_HEARTBEAT_TTL`` seconds.
+    """
+    redis = RedisConnector(settings, timeout=min(settings.redis_timeout, 5.0))
     try:
-        return bool(await client.exists(keys.HEARTBEAT))
-    except RedisError:
+        return bool(await redis.primary().exists(keys.heartbeat_key(settings.worker_id)))
+    except (RedisError, OSError):
         return False
     finally:
-        await client.aclose()
+        await redis.aclose()
 
 
 async def run_worker(
@@ -72,15 +59,21 @@ async def run_worker(
     With ``once``: 0 if every feed synced (updated or unchanged) and a version
     is live, 1 otherwise. Without: runs until ``stop`` is set, then 0.
     """
-    assert settings.redis_url, "the worker needs REDIS_URL"
-    client = redis_client(settings.redis_url)
+    redis = RedisConnector(settings)
+    client = redis.primary()
     http = httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(settings.http_timeout, connect=min(10.0, settings.http_timeout)),
         follow_redirects=True,
         max_redirects=5,
     )
-    publisher = RedisPublisher(client, keep_versions=settings.keep_versions)
+    publisher = RedisPublisher(
+        client,
+        keep_versions=settings.keep_versions,
+        temp_ttl=max(1, round(settings.temp_key_ttl)),
+        lock_timeout=settings.publish_lock_ttl,
+        lock_wait=settings.publish_lock_wait,
+    )
     updater = Updater(
         settings, Fetcher(settings, http), publisher.publish, store=StateStore(settings.state_dir)
     )
@@ -107,17 +100,19 @@ async def run_worker(
         return 1
     finally:
         await http.aclose()
-        await client.aclose()
+        await redis.aclose()
 
 
 async def _heartbeat_until(client: Redis, settings: Settings, stop: asyncio.Event) -> None:
     ttl = settings.heartbeat_ttl
+    key = keys.heartbeat_key(settings.worker_id)
     while not stop.is_set():
         try:
-            await client.set(keys.HEARTBEAT, json.dumps({"at": time.time()}), ex=max(1, round(ttl)))
+            beat = json.dumps({"at": time.time(), "pid": os.getpid()})
+            await client.set(key, beat, ex=max(1, round(ttl)))
         except RedisError as exc:
             log.warning("heartbeat not written", extra={"error": str(exc)})
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=ttl / 3)
     with contextlib.suppress(RedisError):
-        await client.delete(keys.HEARTBEAT)
+        await client.delete(key)

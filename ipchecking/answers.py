@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 from bisect import bisect_right
+from typing import TYPE_CHECKING
 
 from blocklist.addresses import V4, parse_address
-from blocklist.errors import InvalidAddress
+from blocklist.errors import BackendUnavailable, InvalidAddress
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, VersionHolder
+
+if TYPE_CHECKING:
+    from ipchecking.live import LiveRuntime
 
 Headers = list[tuple[bytes, bytes]]
 NO_DATA_REASON = "no blocklist version is loaded yet; retry shortly"
@@ -28,9 +32,10 @@ def error_body(status: int, error: str, detail: str) -> tuple[int, Headers, byte
 
 
 NO_DATA = error_body(503, "no_data", NO_DATA_REASON)
+Answer = tuple[int, Headers, bytes, str]
 
 
-def check_ip(holder: VersionHolder, text: str) -> tuple[int, Headers, bytes, str]:
+def check_ip(holder: VersionHolder, text: str) -> Answer:
     """Answer one lookup: ``(status, headers, body, result)``.
 
     ``result`` is one of ``blocked``, ``allowed``, ``invalid``,
@@ -52,3 +57,26 @@ def check_ip(holder: VersionHolder, text: str) -> tuple[int, Headers, bytes, str
     if i >= 0 and value <= lasts[i]:
         return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
+
+
+async def check_ip_live(live: LiveRuntime, text: str) -> Answer:
+    """Answer one lookup by asking Redis (live mode); same contract as :func:`check_ip`.
+
+    A Redis failure or timeout gives 503 ``backend_unavailable`` with the reason.
+    """
+    try:
+        family, value = parse_address(text)
+    except InvalidAddress as exc:
+        status, headers, body = error_body(422, "invalid_address", exc.reason)
+        return status, headers, body, "invalid"
+    try:
+        blocked, number = await live.lookup(family, value)
+    except BackendUnavailable as exc:
+        status, headers, body = error_body(503, "backend_unavailable", str(exc))
+        return status, headers, body, "unavailable"
+    if number is None:
+        return (*NO_DATA, "unavailable")
+    blocked_headers, allowed_headers = live.headers_for(number)
+    if blocked:
+        return 200, blocked_headers, BLOCKED_BODY, "blocked"
+    return 200, allowed_headers, ALLOWED_BODY, "allowed"

@@ -22,7 +22,8 @@ from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
 from ipchecking.holder import VersionHolder
-from ipchecking.metrics import RequestStats, VersionCollector
+from ipchecking.live import LiveRuntime
+from ipchecking.metrics import RedisCollector, RequestStats, VersionCollector
 
 DESCRIPTION = """Answers, on the hot path of logins, signups and API calls, whether a
 client address is listed by public blocklists (stamparm/ipsum by default;
@@ -44,16 +45,22 @@ def create_app(
     registry = CollectorRegistry()
     registry.register(stats)
     registry.register(VersionCollector(holder))
+    # Runtimes open nothing until start(): clients, tasks and locks belong
+    # to the lifespan.
+    runtime: EmbeddedRuntime | DistributedRuntime | LiveRuntime
+    live: LiveRuntime | None = None
+    if settings.embedded:
+        runtime = EmbeddedRuntime(settings, holder, transport=transport)
+    elif settings.lookup == "live":
+        runtime = live = LiveRuntime(settings)
+    else:
+        runtime = DistributedRuntime(settings, holder)
+    if not isinstance(runtime, EmbeddedRuntime):
+        registry.register(RedisCollector(runtime.link))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime: EmbeddedRuntime | DistributedRuntime
-        if settings.embedded:
-            runtime = EmbeddedRuntime(settings, holder, transport=transport)
-        else:
-            runtime = DistributedRuntime(settings, holder)
         await runtime.start()
-        app.state.runtime = runtime
         try:
             yield
         finally:
@@ -69,9 +76,11 @@ def create_app(
     api.state.holder = holder
     api.state.stats = stats
     api.state.registry = registry
+    api.state.runtime = runtime
+    api.state.live = live
     api.include_router(routes.router)
     api.add_exception_handler(Exception, _internal_error)
-    return FastPathApp(api, holder, stats)
+    return FastPathApp(api, holder, stats, live)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,15 +15,18 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import asdict
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from blocklist import rediskeys as keys
+from blocklist.redisclient import RedisConnector, load_live_version
 from blocklist.settings import Settings
-from blocklistupdater.worker import load_live_version, redis_client
+from ipchecking.background import stop_task
 from ipchecking.holder import VersionHolder
+from ipchecking.redislink import RedisLink
+from ipchecking.statusviews import feed_summary
 
 log = logging.getLogger(__name__)
 
@@ -40,43 +43,40 @@ class DistributedRuntime:
         self.settings = settings
         self.holder = holder
         self.started_at = time.time()
-        self.read_url = settings.redis_read_url or settings.redis_url or ""
-        self._client: Redis | None = None
+        self.link = RedisLink(RedisConnector(settings))
         self._task: asyncio.Task[None] | None = None
-        self.reachable = False
-        self.last_error: str | None = None
-        self.redis_version: int | None = None
+
+    def ready_version(self) -> int | None:
+        """Number of the version answers come from (the held one), if any."""
+        version = self.holder.version
+        return version.number if version else None
 
     async def start(self) -> None:
         """Load the live version if Redis answers; follow it in the background."""
-        self._client = redis_client(self.read_url, timeout=self.settings.redis_timeout)
         with contextlib.suppress(RedisError, OSError):
             await self._refresh()
         self._task = asyncio.create_task(self._follow(), name="redis-follower")
 
     async def stop(self) -> None:
-        """Stop following and close the client."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._client:
-            await self._client.aclose()
+        """Stop following and close the clients."""
+        await stop_task(self._task)
+        await self.link.connector.aclose()
 
     async def _refresh(self) -> None:
         """Load the live snapshot if its number is above the one served."""
-        assert self._client is not None
+        client = self.link.connector.reader()
         try:
-            raw = await self._client.hget(keys.META, "number")
-            self._mark_up()
+            raw = await client.hget(keys.META, "number")
+            self.link.mark_up()
         except (RedisError, OSError) as exc:
-            self._mark_down(exc)
+            self.link.mark_down(exc, "serving the held version")
             raise
-        self.redis_version = int(raw) if raw is not None else None
+        self.link.redis_version = int(raw) if raw is not None else None
         held = self.holder.version
-        if self.redis_version is None or (held is not None and held.number >= self.redis_version):
+        redis_version = self.link.redis_version
+        if redis_version is None or (held is not None and held.number >= redis_version):
             return
-        version = await load_live_version(self._client)
+        version = await load_live_version(client)
         if version is not None and (held is None or version.number > held.number):
             self.holder.swap(version)
             log.info("loaded version from redis", extra={"version": version.number})
@@ -84,8 +84,8 @@ class DistributedRuntime:
     async def _follow(self) -> None:
         delay = 0.2
         while True:
-            assert self._client is not None
-            pubsub = self._client.pubsub()
+            client = self.link.connector.reader()
+            pubsub = client.pubsub()
             try:
                 await pubsub.subscribe(keys.ANNOUNCE)
                 await self._refresh()  # anything published while unsubscribed
@@ -99,61 +99,27 @@ class DistributedRuntime:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
-                self._mark_down(exc)
+                self.link.mark_down(exc, "serving the held version")
                 # Pooled connections to a restarted server are dead; drop
                 # them so the next attempt reconnects instead of failing once more.
                 with contextlib.suppress(RedisError, OSError):
-                    await self._client.connection_pool.disconnect()
+                    await client.connection_pool.disconnect()
             except Exception as exc:
                 # A bug or bad data must not end following for good.
                 log.exception("redis follower step failed")
-                self._mark_down(exc)
+                self.link.mark_down(exc, "serving the held version")
             finally:
                 with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
-    def _mark_up(self) -> None:
-        if not self.reachable:
-            log.info("redis reachable", extra={"url": _safe(self.read_url)})
-        self.reachable = True
-        self.last_error = None
-
-    def _mark_down(self, exc: BaseException) -> None:
-        if self.reachable or self.last_error is None:
-            log.warning("redis unreachable; serving the held version", extra={"error": str(exc)})
-        self.reachable = False
-        self.last_error = f"{type(exc).__name__}: {exc}"
-
     def status(self) -> dict[str, Any]:
         """Redis reachability, the number Redis has, and the held feeds."""
         held = self.holder.version
         return {
             "lookup": "local",
-            "redis": {
-                "url": _safe(self.read_url),
-                "reachable": self.reachable,
-                "last_error": self.last_error,
-                "version": self.redis_version,
-            },
-            "degraded": not self.reachable,
-            "feeds": {
-                f.name: {
-                    "source": f.source,
-                    "entries": f.entries,
-                    "fetched_at": f.fetched_at,
-                    "stale": f.bootstrap,
-                    "validators": {"etag": f.etag, "last_modified": f.last_modified, "sha256": f.sha256},
-                }
-                for f in (held.feeds if held else ())
-            },
+            "redis": self.link.status(),
+            "degraded": not self.link.reachable,
+            "feeds": {f.name: feed_summary(asdict(f)) for f in (held.feeds if held else ())},
         }
-
-
-def _safe(url: str) -> str:
-    """The URL without its password, for logs and /status."""
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"

@@ -30,6 +30,7 @@ from blocklistupdater.scheduler import SyncScheduler
 from blocklistupdater.statestore import StateStore
 from blocklistupdater.updater import Updater, is_stale
 from ipchecking.holder import VersionHolder
+from ipchecking.statusviews import iso
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,11 @@ class EmbeddedRuntime:
         self._written_status: dict[str, Any] | None = None
         self._unlocked_updater = False
         self.started_at = time.time()
+
+    def ready_version(self) -> int | None:
+        """Number of the served version, if any."""
+        version = self.holder.version
+        return version.number if version else None
 
     async def start(self) -> None:
         """Serve the stored version (if any) now; sync in the background."""
@@ -242,9 +248,9 @@ class EmbeddedRuntime:
                 "malformed_samples": st.malformed_samples,
                 "served_from": info.source if info else None,
                 "data_date": info.data_date if info else None,
-                "fetched_at": _iso(info.fetched_at) if info else None,
-                "last_attempt": _iso(st.last_attempt),
-                "last_success": _iso(st.last_success),
+                "fetched_at": iso(info.fetched_at) if info else None,
+                "last_attempt": iso(st.last_attempt),
+                "last_success": iso(st.last_success),
                 "last_outcome": st.last_outcome,
                 "last_error": st.last_error,
                 "next_run": nxt.isoformat() if nxt else None,
@@ -259,9 +265,3 @@ class EmbeddedRuntime:
                 },
             }
         return feeds
-
-
-def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

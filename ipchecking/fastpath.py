@@ -14,8 +14,9 @@ from time import perf_counter
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ipchecking.answers import check_ip
+from ipchecking.answers import check_ip, check_ip_live
 from ipchecking.holder import VersionHolder
+from ipchecking.live import LiveRuntime
 from ipchecking.metrics import RequestStats
 
 CHECK_PREFIX = "/check_ip/"
@@ -24,12 +25,19 @@ _PREFIX_LEN = len(CHECK_PREFIX)
 
 
 class FastPathApp:
-    """ASGI app: fast ``/check_ip/`` in front, ``app`` for the rest."""
+    """ASGI app: fast ``/check_ip/`` in front, ``app`` for the rest.
 
-    def __init__(self, app: ASGIApp, holder: VersionHolder, stats: RequestStats) -> None:
+    Lookups are answered from ``holder`` (local), or by asking Redis when a
+    ``live`` runtime is given.
+    """
+
+    def __init__(
+        self, app: ASGIApp, holder: VersionHolder, stats: RequestStats, live: LiveRuntime | None = None
+    ) -> None:
         self.app = app
         self.holder = holder
         self.stats = stats
+        self.live = live
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI connection."""
@@ -40,7 +48,10 @@ class FastPathApp:
         method: str = scope["method"]
         start = perf_counter()
         if path.startswith(CHECK_PREFIX) and (method in {"GET", "HEAD"}):
-            status, headers, body, result = check_ip(self.holder, path[_PREFIX_LEN:])
+            if self.live is None:
+                status, headers, body, result = check_ip(self.holder, path[_PREFIX_LEN:])
+            else:
+                status, headers, body, result = await check_ip_live(self.live, path[_PREFIX_LEN:])
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body if method == "GET" else b""})
             self.stats.lookups[result] += 1

@@ -21,6 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from ipchecking.holder import VersionHolder
+from ipchecking.redislink import RedisLink
 
 #: Upper bounds (seconds) of the latency histogram buckets; +Inf is implied.
 LATENCY_BOUNDS: tuple[float, ...] = (
@@ -116,6 +117,26 @@ class VersionCollector(Collector):
             if feed.fetched_at is not None:
                 feed_age.add_metric([feed.name], now - feed.fetched_at)
         yield from (number, age, ranges, feed_age)
+
+
+class RedisCollector(Collector):
+    """Distributed mode: is Redis reachable, which version it holds, errors seen."""
+
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+
+    def collect(self) -> Iterator[Metric]:
+        """Gauges and a counter read from the process's :class:`RedisLink`."""
+        link = self._link
+        up = GaugeMetricFamily("blocklist_redis_up", "1 if the last Redis command succeeded.")
+        up.add_metric([], 1 if link.reachable else 0)
+        errors = CounterMetricFamily("blocklist_redis_errors", "Failed Redis commands and timeouts.")
+        errors.add_metric([], link.errors)
+        yield from (up, errors)
+        if link.redis_version is not None:
+            number = GaugeMetricFamily("blocklist_redis_version", "Number of the version Redis holds.")
+            number.add_metric([], link.redis_version)
+            yield number
 
 
 def _bound_label(bound: float) -> str:

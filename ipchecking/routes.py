@@ -17,7 +17,9 @@ from pydantic import BaseModel
 
 from blocklist import __version__
 from ipchecking.answers import check_ip as answer_check_ip
+from ipchecking.answers import check_ip_live
 from ipchecking.holder import VersionHolder
+from ipchecking.statusviews import version_summary
 
 router = APIRouter()
 
@@ -40,6 +42,10 @@ class Runtime(Protocol):
 
     mode: str
     started_at: float
+
+    def ready_version(self) -> int | None:
+        """Number of the version answers come from, or None while none can be given."""
+        ...
 
     def status(self) -> dict[str, Any]:
         """Mode-specific status fields."""
@@ -68,17 +74,24 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
     response_model=CheckResult,
     responses={
         422: {"model": ErrorBody, "description": "Not a single valid IPv4 or IPv6 address."},
-        503: {"model": ErrorBody, "description": "No blocklist version is loaded yet."},
+        503: {
+            "model": ErrorBody,
+            "description": "No blocklist version is loaded yet, or (live lookups) Redis did not answer.",
+        },
     },
     tags=["lookup"],
 )
-async def check_ip(ip: str, holder: HolderDep) -> Response:
+async def check_ip(ip: str, request: Request, holder: HolderDep) -> Response:
     """Answer ``{"blocked": true}`` or ``{"blocked": false}``.
 
     The served version's number is in the ``X-Blocklist-Version`` header.
     IPv4-mapped IPv6 addresses are looked up as IPv4.
     """
-    status, headers, body, _ = answer_check_ip(holder, ip)
+    live = request.app.state.live
+    if live is None:
+        status, headers, body, _ = answer_check_ip(holder, ip)
+    else:
+        status, headers, body, _ = await check_ip_live(live, ip)
     return Response(body, status, {k.decode(): v.decode() for k, v in headers})
 
 
@@ -91,16 +104,21 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     tags=["probes"],
-    summary="Readiness: a blocklist version is loaded.",
-    responses={503: {"model": ErrorBody, "description": "No version loaded yet."}},
+    summary="Readiness: lookups can be answered.",
+    responses={503: {"model": ErrorBody, "description": "No version yet; live lookups: Redis unreachable."}},
 )
-async def readyz(holder: HolderDep, response: Response) -> dict[str, Any]:
-    """200 with the served version once one is loaded, 503 before."""
-    version = holder.version
-    if version is None:
+async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+    """200 with the version answers come from, 503 while no answer can be given.
+
+    Local lookups: ready once a version is held, and still ready when Redis
+    goes away (answers stay correct). Live lookups: ready while Redis answers
+    and holds a version.
+    """
+    number = runtime.ready_version()
+    if number is None:
         response.status_code = 503
-        return {"error": "not_ready", "detail": "no blocklist version is loaded yet"}
-    return {"status": "ready", "version": version.number}
+        return {"error": "not_ready", "detail": "no blocklist version is available yet"}
+    return {"status": "ready", "version": number}
 
 
 @router.get("/status", tags=["status"], summary="Mode, served version and per-feed state.")
@@ -111,21 +129,21 @@ async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
     body: dict[str, Any] = {
         "service_version": __version__,
         "mode": runtime.mode,
-        "ready": version is not None,
+        "ready": runtime.ready_version() is not None,
         "uptime_s": round(now - runtime.started_at, 3),
         "version": None,
     }
     if version is not None:
-        body["version"] = {
-            "number": version.number,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(version.built_at)),
-            "age_s": round(now - version.built_at, 3),
-            "checksum": version.checksum,
-            "ranges": {"ipv4": len(version.index.v4), "ipv6": len(version.index.v6)},
-            "bootstrap": version.bootstrap,
-        }
+        index = version.index
+        body["version"] = version_summary(
+            version.number,
+            version.built_at,
+            checksum=version.checksum,
+            ranges=(len(index.v4), len(index.v6)),
+            bootstrap=version.bootstrap,
+        )
     body.update(runtime.status())
-    body["stale"] = version is None or any(f["stale"] for f in body.get("feeds", {}).values())
+    body["stale"] = body["version"] is None or any(f["stale"] for f in body.get("feeds", {}).values())
     return body
 
 
