@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,14 @@ from pydantic import ValidationError
 
 from blocklist.errors import ConfigError
 from blocklist.feedparsers import FeedFormat
-from blocklist.settings import PRESETS, FeedSpec, Settings, parse_duration, parse_feed_specs
+from blocklist.settings import (
+    PRESETS,
+    FeedSpec,
+    Settings,
+    parse_duration,
+    parse_feed_specs,
+    parse_host_ports,
+)
 
 # --- parse_feed_specs ------------------------------------------------------
 
@@ -284,3 +292,44 @@ def test_uppercase_scheme_is_fetched_over_http() -> None:
 def test_duration_rejects_non_ascii_digits_and_non_finite(text: str) -> None:
     with pytest.raises(ConfigError):
         parse_duration(text)
+
+
+def test_sentinels_switch_to_distributed_mode(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BLOCKLIST_REDIS_SENTINELS", "10.0.0.1:26379, sentinel-2:26380,[::1]:26381")
+    env.setenv("BLOCKLIST_REDIS_SENTINEL_SERVICE", "blocklist")
+    settings = Settings()
+    assert settings.redis_sentinels == (("10.0.0.1", 26379), ("sentinel-2", 26380), ("::1", 26381))
+    assert settings.redis_sentinel_service == "blocklist"
+    assert settings.embedded is False
+
+
+@pytest.mark.parametrize("value", ["sentinel", "host:", ":26379", "host:port", "host:0", "host:70000"])
+def test_malformed_sentinels_are_errors(value: str) -> None:
+    with pytest.raises(ConfigError, match="host:port"):
+        parse_host_ports(value)
+
+
+def test_lookup_mode_and_live_timeout(env: pytest.MonkeyPatch) -> None:
+    assert Settings().lookup == "local"
+    assert Settings().live_timeout == 0.05
+    env.setenv("BLOCKLIST_LOOKUP", "live")
+    env.setenv("BLOCKLIST_LIVE_TIMEOUT", "0.1")
+    settings = Settings()
+    assert (settings.lookup, settings.live_timeout) == ("live", 0.1)
+    env.setenv("BLOCKLIST_LOOKUP", "sometimes")
+    with pytest.raises(ValidationError, match="lookup"):
+        Settings()
+
+
+def test_worker_id_defaults_to_the_host_name(env: pytest.MonkeyPatch) -> None:
+    assert Settings().worker_id == socket.gethostname()
+    env.setenv("BLOCKLIST_WORKER_ID", "updater-0")
+    assert Settings().worker_id == "updater-0"
+
+
+def test_passwords_are_not_shown_in_settings_repr(env: pytest.MonkeyPatch) -> None:
+    env.setenv("BLOCKLIST_REDIS_PASSWORD", "hunter2")
+    settings = Settings()
+    assert "hunter2" not in repr(settings)
+    assert settings.redis_password is not None
+    assert settings.redis_password.get_secret_value() == "hunter2"

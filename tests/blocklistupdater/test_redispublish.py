@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 
@@ -123,14 +124,37 @@ def test_version_not_above_the_live_one_is_renumbered_above_it() -> None:
     with_redis(test)
 
 
-def test_second_publisher_gives_up_while_the_lock_is_held() -> None:
+def test_second_publisher_waits_then_gives_up_while_the_lock_is_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async def test(client: fakeredis.FakeAsyncRedis) -> None:
         held = client.lock(keys.PUBLISH_LOCK, timeout=30)
         assert await held.acquire()
-        with pytest.raises(PublishError, match="lock"):
+        with caplog.at_level(logging.INFO), pytest.raises(PublishError, match="lock"):
             await RedisPublisher(client, lock_wait=0.1).publish(make_version(1, "1.2.3.4"))
         assert not await client.exists(keys.SNAPSHOT)
         await held.release()
+
+    with_redis(test)
+    messages = [r.getMessage() for r in caplog.records]
+    assert "another updater holds the publish lock; waiting" in messages
+    assert "publish lock still held by another updater; not published, retried later" in messages
+
+
+def test_second_publisher_publishes_once_the_holder_releases_the_lock() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        held = client.lock(keys.PUBLISH_LOCK, timeout=30)
+        assert await held.acquire()
+
+        async def release_soon() -> None:
+            await asyncio.sleep(0.2)
+            await held.release()
+
+        releaser = asyncio.create_task(release_soon())
+        published = await RedisPublisher(client, lock_wait=5).publish(make_version(1, "1.2.3.4"))
+        await releaser
+        assert published.number == 1
+        assert int(await client.hget(keys.META, "number")) == 1
 
     with_redis(test)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from blocklist.snapshot import Version
 from blocklistupdater import scheduler as scheduler_module
 from blocklistupdater.scheduler import FIRST_RETRY_DELAY, SyncScheduler, backoff_delay
 from blocklistupdater.updater import Outcome
@@ -244,3 +246,84 @@ def test_a_feed_may_be_named_like_the_initial_sync_job(tmp_path: Path) -> None:
 
     run(scenario())
     assert published.numbers == [1]
+
+
+class FailingPublish(Published):
+    """Publishing raises the first ``failures`` times, as a lost Redis does."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self, version: Version) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionError("redis unreachable")
+        await super().__call__(version)
+
+
+def test_failed_publishing_is_retried_with_backoff_until_it_goes_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    delays: list[tuple[int, float]] = []
+
+    def fast_backoff(failures: int, interval: float) -> float:
+        delays.append((failures, interval))
+        return 0.05
+
+    monkeypatch.setattr(scheduler_module, "backoff_delay", fast_backoff)
+    settings = make_settings(tmp_path, feed_intervals="ipsum=1h")
+    server = FeedServer()
+    server.script(IPSUM_URL, ok(SMALL_IPSUM_BYTES))
+    published = FailingPublish(failures=2)
+
+    async def scenario() -> SyncScheduler:
+        async with open_updater(settings, server.client(), published) as updater:
+            scheduler = SyncScheduler(updater)
+            scheduler.start(sync_now=True)
+            try:
+                await wait_until(lambda: bool(published.versions))
+                await wait_until(lambda: scheduler.publish_failures == 0)
+            finally:
+                scheduler.shutdown()
+            return scheduler
+
+    scheduler = run(scenario())
+    assert published.calls == 3
+    assert published.numbers == [1]
+    # Consecutive failures counted, against the shortest feed interval.
+    assert delays == [(1, 3600.0), (2, 3600.0)]
+    assert scheduler.publish_failures == 0
+
+
+def test_sync_abandoned_at_shutdown_is_logged_as_such_not_as_a_job_error(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(tmp_path)
+    server = FeedServer()
+    server.script(IPSUM_URL, ok(SMALL_IPSUM_BYTES))
+    started = asyncio.Event()
+
+    class HangingPublish(Published):
+        async def __call__(self, version: Version) -> None:
+            started.set()
+            await asyncio.Event().wait()
+
+    async def scenario() -> None:
+        async with open_updater(settings, server.client(), HangingPublish()) as updater:
+            scheduler = SyncScheduler(updater)
+            scheduler.start(sync_now=True)
+            await asyncio.wait_for(started.wait(), timeout=10)
+            scheduler.shutdown()
+            me = asyncio.current_task()
+            jobs = [t for t in asyncio.all_tasks() if t is not me]
+            for task in jobs:
+                task.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    with caplog.at_level(logging.INFO):
+        run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    assert "sync abandoned at shutdown" in messages
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], messages

@@ -119,15 +119,16 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
     primary, _ = primary_and_replica
     env = worker_env(tmp_path, primary, shared_data / "spamhaus" / "drop" / "drop-2025-01-17.txt")
     env["BLOCKLIST_FEEDS"] = env["BLOCKLIST_FEEDS"].replace("ipsum=ipsum:", "drop=spamhaus:")
+    env["BLOCKLIST_WORKER_ID"] = "updater-a"
+    other = {**env, "BLOCKLIST_WORKER_ID": "updater-b"}
     assert run_module(env, "--check").returncode == 1
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "blocklistupdater"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
     try:
         wait_for(lambda: run_module(env, "--check").returncode == 0, limit=20)
+        # Each worker probes its own key: another worker's beat proves nothing.
+        assert run_module(other, "--check").returncode == 1
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
@@ -136,6 +137,9 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
             worker.wait()
     # A clean stop removes the heartbeat at once rather than waiting for its TTL.
     assert run_module(env, "--check").returncode == 1
+    output = log_path.read_text()
+    assert "Traceback" not in output
+    assert "raised an exception" not in output
 
 
 def test_once_without_redis_exits_1_with_one_clear_line(tmp_path: Path, shared_data: Path) -> None:
