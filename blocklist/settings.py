@@ -188,6 +188,10 @@ class Settings(BaseSettings):
     worker_id: str = Field(
         default_factory=socket.gethostname, min_length=1, description="Names this worker's heartbeat key."
     )
+    metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Worker: serve Prometheus /metrics on this port."
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Worker: address the metrics port binds.")
     publish_lock_ttl: float = Field(default=120.0, gt=0, description="Publish lock lifetime, s.")
     publish_lock_wait: float = Field(
         default=30.0, ge=0, description="How long a second updater waits for the lock, s."

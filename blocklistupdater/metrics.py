@@ -1,7 +1,8 @@
 """Prometheus metrics of the sync pipeline (default registry).
 
 Defining metrics opens nothing; they are exported by whichever process
-serves ``/metrics`` (the API in embedded mode).
+serves ``/metrics``: the API in embedded mode, the worker's own metrics port
+(``BLOCKLIST_METRICS_PORT``) in distributed mode.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 ``run_worker`` opens its clients (Redis, httpx), adopts the live version
 from Redis so numbering continues, restores its local state, then either
 syncs once (``once=True``) or runs the scheduler with a heartbeat until
-``stop`` is set (SIGTERM in ``__main__``). Everything is closed on exit.
+``stop`` is set (SIGTERM in ``__main__``). With ``BLOCKLIST_METRICS_PORT``
+it serves Prometheus ``/metrics`` (sync outcomes, published version) on
+that port. Everything is closed on exit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import time
 
 import httpx
+from prometheus_client import start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -77,7 +80,10 @@ async def run_worker(
     updater = Updater(
         settings, Fetcher(settings, http), publisher.publish, store=StateStore(settings.state_dir)
     )
+    metrics_server = None
     try:
+        if settings.metrics_port is not None:
+            metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
         live = await load_live_version(client)
         if live is not None:
             updater.adopt(live)
@@ -93,14 +99,17 @@ async def run_worker(
         finally:
             scheduler.shutdown()
         return 0
-    except (BlocklistError, RedisError) as exc:
-        # E.g. Redis unreachable at start, or another updater's lock: exit
+    except (BlocklistError, RedisError, OSError) as exc:
+        # E.g. Redis unreachable at start, the metrics port taken: exit
         # non-zero with one clear line; the supervisor restarts the worker.
         log.error("worker stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1
     finally:
         await http.aclose()
         await redis.aclose()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
 
 
 async def _heartbeat_until(client: Redis, settings: Settings, stop: asyncio.Event) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 
@@ -120,6 +121,8 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
     env = worker_env(tmp_path, primary, shared_data / "spamhaus" / "drop" / "drop-2025-01-17.txt")
     env["BLOCKLIST_FEEDS"] = env["BLOCKLIST_FEEDS"].replace("ipsum=ipsum:", "drop=spamhaus:")
     env["BLOCKLIST_WORKER_ID"] = "updater-a"
+    metrics_port = free_port()
+    env["BLOCKLIST_METRICS_PORT"] = str(metrics_port)
     other = {**env, "BLOCKLIST_WORKER_ID": "updater-b"}
     assert run_module(env, "--check").returncode == 1
     log_path = tmp_path / "worker.log"
@@ -129,6 +132,9 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
         wait_for(lambda: run_module(env, "--check").returncode == 0, limit=20)
         # Each worker probes its own key: another worker's beat proves nothing.
         assert run_module(other, "--check").returncode == 1
+        metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+        assert 'blocklist_feed_syncs_total{feed="drop",outcome="updated"} 1.0' in metrics
+        assert "blocklist_published_version 1.0" in metrics
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
     finally:
