@@ -1,5 +1,6 @@
-"""Real ``redis-server`` processes for integration tests: free ports, temp
-dirs, stopped by the fixture that started them. Never the machine's own."""
+"""Real ``redis-server`` processes (servers and Sentinels) for integration
+tests: free ports, temp dirs, stopped by the fixture that started them.
+Never the machine's own."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import redis
 
 
 def free_port() -> int:
@@ -41,6 +45,15 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def redis_server(directory: Path, *, replica_of: RedisServer | None = None) -> Iterator[RedisServer]:
     """Start ``redis-server`` in ``directory`` on a free port; stop it on exit."""
@@ -61,9 +74,79 @@ def redis_server(directory: Path, *, replica_of: RedisServer | None = None) -> I
             time.sleep(0.02)
         yield RedisServer(port, proc)
     finally:
-        proc.terminate()
+        _stop(proc)
+
+
+@dataclass
+class SentinelServer:
+    """One running Redis Sentinel; ``address`` is what clients are given."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@contextmanager
+def sentinel_server(
+    directory: Path, primary: RedisServer, *, service: str = "mymaster"
+) -> Iterator[SentinelServer]:
+    """Start a Sentinel in ``directory`` watching ``primary`` (quorum 2, fast
+    failure detection); stop it on exit. It rewrites its config file there."""
+    binary = shutil.which("redis-server")
+    assert binary, "redis-server is not installed (scripts/install --test installs it)"
+    directory.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = directory / "sentinel.conf"
+    conf.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {directory}\nlogfile {directory / 'sentinel.log'}\n"
+        f"sentinel monitor {service} 127.0.0.1 {primary.port} 2\n"
+        f"sentinel down-after-milliseconds {service} 500\n"
+        f"sentinel failover-timeout {service} 3000\n"
+        f"sentinel parallel-syncs {service} 1\n"
+    )
+    proc = subprocess.Popen(
+        [binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _ping(port):
+            assert proc.poll() is None, "redis sentinel exited at start"
+            assert time.monotonic() < deadline, "redis sentinel did not answer PING"
+            time.sleep(0.02)
+        yield SentinelServer(port, proc)
+    finally:
+        _stop(proc)
+
+
+@contextmanager
+def three_sentinels(
+    directory: Path, primary: RedisServer, *, service: str = "mymaster", replicas: int = 0
+) -> Iterator[list[SentinelServer]]:
+    """Three sentinels watching ``primary``, in ``directory``/sentinel-<n>.
+
+    Yields once each knows the other two (a failover needs a majority to
+    vote) and ``replicas`` replicas: start them replicating first, or the
+    sentinels only learn of them at their next INFO, ten seconds later.
+    """
+    with (
+        sentinel_server(directory / "sentinel-1", primary, service=service) as first,
+        sentinel_server(directory / "sentinel-2", primary, service=service) as second,
+        sentinel_server(directory / "sentinel-3", primary, service=service) as third,
+    ):
+        sentinels = [first, second, third]
+        clients = [redis.Redis(port=s.port, socket_timeout=2) for s in sentinels]
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            deadline = time.monotonic() + 20
+            while True:
+                states: list[Any] = [c.sentinel_master(service) for c in clients]
+                if all(st["num-other-sentinels"] == 2 and st["num-slaves"] >= replicas for st in states):
+                    break
+                assert time.monotonic() < deadline, f"sentinels never found each other: {states}"
+                time.sleep(0.05)
+        finally:
+            for client in clients:
+                client.close()
+        yield sentinels
