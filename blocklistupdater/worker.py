@@ -3,7 +3,8 @@
 ``run_worker`` opens its clients (Redis, httpx), adopts the live version
 from Redis so numbering continues, restores its local state, then either
 syncs once (``once=True``) or runs the scheduler with a heartbeat until
-``stop`` is set (SIGTERM in ``__main__``). With ``BLOCKLIST_METRICS_PORT``
+``stop`` is set (SIGTERM in ``__main__``). A long-running worker waits for
+Redis at start (capped backoff); ``--once`` fails at once without it. With ``BLOCKLIST_METRICS_PORT``
 it serves Prometheus ``/metrics`` (sync outcomes, published version) on
 that port. Everything is closed on exit.
 """
@@ -26,6 +27,7 @@ from blocklist import rediskeys as keys
 from blocklist.errors import BlocklistError
 from blocklist.redisclient import RedisConnector, load_live_version
 from blocklist.settings import Settings
+from blocklist.snapshot import Version
 from blocklistupdater.fetcher import Fetcher
 from blocklistupdater.redispublish import RedisPublisher
 from blocklistupdater.scheduler import SyncScheduler
@@ -84,7 +86,13 @@ async def run_worker(
     try:
         if settings.metrics_port is not None:
             metrics_server, _ = start_http_server(settings.metrics_port, addr=settings.metrics_host)
-        live = await load_live_version(client)
+        stop = stop or asyncio.Event()
+        if once:
+            live = await load_live_version(client)
+        else:
+            reached, live = await _wait_for_redis(client, stop)
+            if not reached:
+                return 0
         if live is not None:
             updater.adopt(live)
         await updater.restore()
@@ -95,12 +103,12 @@ async def run_worker(
         scheduler = SyncScheduler(updater)
         scheduler.start()
         try:
-            await _heartbeat_until(client, settings, stop or asyncio.Event())
+            await _heartbeat_until(client, settings, stop)
         finally:
             scheduler.shutdown()
         return 0
     except (BlocklistError, RedisError, OSError) as exc:
-        # E.g. Redis unreachable at start, the metrics port taken: exit
+        # E.g. Redis unreachable with --once, the metrics port taken: exit
         # non-zero with one clear line; the supervisor restarts the worker.
         log.error("worker stopped", extra={"error": f"{type(exc).__name__}: {exc}"})
         return 1
@@ -110,6 +118,32 @@ async def run_worker(
         if metrics_server is not None:
             metrics_server.shutdown()
             metrics_server.server_close()
+
+
+#: Longest wait between attempts to reach Redis at start, seconds.
+MAX_START_WAIT = 30.0
+
+
+async def _wait_for_redis(client: Redis, stop: asyncio.Event) -> tuple[bool, Version | None]:
+    """``(True, live version or None)`` once Redis answers, retried with capped backoff.
+
+    A long-running worker started beside Redis (a compose or Kubernetes
+    roll-out) waits for it instead of exiting into a crash loop. Returns
+    ``(False, None)`` if ``stop`` is set first.
+    """
+    delay = 0.5
+    while True:
+        try:
+            return True, await load_live_version(client)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "redis not reachable at start; waiting",
+                extra={"error": f"{type(exc).__name__}: {exc}", "retry_in_s": delay},
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+            return False, None
+        delay = min(delay * 2, MAX_START_WAIT)
 
 
 async def _heartbeat_until(client: Redis, settings: Settings, stop: asyncio.Event) -> None:

@@ -7,13 +7,15 @@ all of it is closed when the lifespan ends.
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, CollectorRegistry
 
 from blocklist import __version__
 from blocklist.settings import Settings
@@ -24,6 +26,8 @@ from ipchecking.fastpath import FastPathApp
 from ipchecking.holder import VersionHolder
 from ipchecking.live import LiveRuntime
 from ipchecking.metrics import RedisCollector, RequestStats, VersionCollector
+
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """Answers, on the hot path of logins, signups and API calls, whether a
 client address is listed by public blocklists (stamparm/ipsum by default;
@@ -55,16 +59,29 @@ def create_app(
         runtime = live = LiveRuntime(settings)
     else:
         runtime = DistributedRuntime(settings, holder)
+    # The default registry holds the sync pipeline's metrics (and the
+    # process collectors): exported here only where the updater runs in this
+    # process. API replicas export the process collectors alone, so they never
+    # report a sync state that belongs to the worker.
+    registries: tuple[CollectorRegistry, ...] = (registry, REGISTRY)
     if not isinstance(runtime, EmbeddedRuntime):
         registry.register(RedisCollector(runtime.link))
+        process = CollectorRegistry()
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            process.register(collector)
+        registries = (registry, process)
+
+    mode = "embedded" if settings.embedded else f"distributed ({settings.lookup} lookups)"
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        log.info("service started", extra={"mode": mode, "pid": os.getpid()})
         try:
             yield
         finally:
             await runtime.stop()
+            log.info("service stopped", extra={"mode": mode, "pid": os.getpid()})
 
     api = FastAPI(
         title="IP blocklist service",
@@ -75,7 +92,7 @@ def create_app(
     api.state.settings = settings
     api.state.holder = holder
     api.state.stats = stats
-    api.state.registry = registry
+    api.state.registries = registries
     api.state.runtime = runtime
     api.state.live = live
     api.include_router(routes.router)

@@ -11,7 +11,7 @@ import time
 from typing import Annotated, Any, Protocol
 
 from fastapi import APIRouter, Depends, Request, Response
-from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 
@@ -150,5 +150,5 @@ async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
 @router.get("/metrics", tags=["status"], summary="Prometheus metrics.")
 def metrics(request: Request) -> Response:
     """Request, lookup, version and sync metrics in Prometheus text format."""
-    registry: CollectorRegistry = request.app.state.registry
-    return Response(generate_latest(registry) + generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+    registries: tuple[CollectorRegistry, ...] = request.app.state.registries
+    return Response(b"".join(map(generate_latest, registries)), media_type=CONTENT_TYPE_LATEST)

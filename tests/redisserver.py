@@ -55,12 +55,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def redis_server(directory: Path, *, replica_of: RedisServer | None = None) -> Iterator[RedisServer]:
-    """Start ``redis-server`` in ``directory`` on a free port; stop it on exit."""
+def redis_server(
+    directory: Path, *, replica_of: RedisServer | None = None, port: int | None = None
+) -> Iterator[RedisServer]:
+    """Start ``redis-server`` in ``directory`` on ``port`` (default: a free one); stop it on exit."""
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed (scripts/install --test installs it)"
     directory.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
            "--dir", str(directory), "--logfile", str(directory / "redis.log")]  # fmt: skip
     if replica_of is not None:

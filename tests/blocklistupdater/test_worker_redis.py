@@ -154,3 +154,45 @@ def test_once_without_redis_exits_1_with_one_clear_line(tmp_path: Path, shared_d
     assert result.returncode == 1
     assert '"worker stopped"' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_long_running_worker_waits_for_redis_then_publishes(tmp_path: Path, shared_data: Path) -> None:
+    """Started before Redis (a roll-out), the worker waits instead of crash-looping."""
+    port = free_port()
+    env = worker_env(tmp_path, primary=None, feed=shared_data / "spamhaus" / "drop" / "drop-2025-01-17.txt")
+    env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    env["BLOCKLIST_FEEDS"] = env["BLOCKLIST_FEEDS"].replace("ipsum=ipsum:", "drop=spamhaus:")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: "redis not reachable at start; waiting" in log_path.read_text(), limit=20)
+        assert worker.poll() is None
+        with redis_server(tmp_path / "late-redis", port=port) as late:
+            client = redis.Redis.from_url(late.url)
+            try:
+                wait_for(lambda: client.hget(keys.META, "number") is not None, limit=30)
+            finally:
+                client.close()
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=20) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    assert "Traceback" not in log_path.read_text()
+
+
+def test_worker_stopped_while_waiting_for_redis_exits_0(tmp_path: Path, shared_data: Path) -> None:
+    env = worker_env(tmp_path, primary=None, feed=shared_data / "ipsum" / "ipsum-2026-08-22.txt")
+    log_path = tmp_path / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
+    try:
+        wait_for(lambda: "redis not reachable at start; waiting" in log_path.read_text(), limit=20)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=10) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

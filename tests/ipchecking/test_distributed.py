@@ -57,6 +57,12 @@ def test_replica_serves_published_versions_and_survives_redis_loss(tmp_path: Pat
                 status = (await client.get("/status")).json()
                 assert status["mode"] == "distributed"
                 assert status["redis"]["reachable"] is True
+                metrics = (await client.get("/metrics")).text
+                assert "blocklist_redis_up 1.0" in metrics
+                assert "process_cpu_seconds_total" in metrics
+                # The sync pipeline's metrics belong to the worker, not to API replicas.
+                assert "blocklist_published_version" not in metrics
+                assert "blocklist_feed_syncs" not in metrics
 
                 await publisher.publish(make_version(2, "9.9.9.9"))
 
