@@ -87,6 +87,7 @@ trap cleanup EXIT
 teardown() {
     require minikube kubectl
     if minikube status -p "$PROFILE" >/dev/null 2>&1; then
+        minikube -p "$PROFILE" update-context >/dev/null
         log "deleting namespace $NAMESPACE"
         kc delete namespace "$NAMESPACE" --ignore-not-found --timeout=180s
     fi
@@ -97,6 +98,9 @@ teardown() {
 start_cluster() {
     if minikube status -p "$PROFILE" >/dev/null 2>&1; then
         log "reusing the running minikube profile $PROFILE"
+        # kc needs the profile's kube context; it may be gone (another
+        # kubeconfig, `kubectl config delete-context`): recreate it.
+        minikube -p "$PROFILE" update-context >/dev/null
     else
         if ! docker info >/dev/null 2>&1; then
             die "the Docker daemon is not running (minikube's docker driver needs it): start Docker and run again"
@@ -108,6 +112,8 @@ start_cluster() {
     minikube -p "$PROFILE" addons enable metrics-server
 }
 
+# Redis first (the StatefulSets), then the updater and the API: both need
+# Redis and its sentinels to become ready.
 wait_rollouts() {
     local kind name
     for kind in statefulset deployment; do

@@ -6,13 +6,16 @@ Supported in a ``kustomization.yaml``, applied in this order:
 - ``resources``: YAML files (several documents each) and directories with
   their own kustomization, rendered first;
 - ``patches``: strategic-merge patches, from a file (``path``) or inline
-  (``patch``), without ``target``. Each patch document names its object by
-  ``kind`` and ``metadata.name`` (and ``apiVersion`` group). Merging: dicts
-  recursively; a ``null`` deletes the key; lists whose items are all dicts
-  with a ``name`` key are merged item by item on ``name``; other lists and
-  scalars are replaced. (Real strategic merge picks the merge key per field,
-  e.g. ``containerPort`` for ports and ``mountPath`` for volume mounts: keep
-  ``name`` in such patched items, or replace the list whole.)
+  (``patch``), without ``target``, one YAML document each: kustomize before
+  v5.1 (the one kubectl 1.30 and older bundle) refuses several documents in
+  one patch, so this renderer raises :class:`MultiDocumentPatch` for them.
+  A patch names its object by ``kind`` and ``metadata.name`` (and
+  ``apiVersion`` group). Merging: dicts recursively; a ``null`` deletes the
+  key; lists whose items are all dicts with a ``name`` key are merged item
+  by item on ``name``; other lists and scalars are replaced. (Real
+  strategic merge picks the merge key per field, e.g. ``containerPort`` for
+  ports and ``mountPath`` for volume mounts: keep ``name`` in such patched
+  items, or replace the list whole.)
 - ``namespace``: set on every namespaced object;
 - ``labels``: ``pairs`` added to every object's labels and, with
   ``includeTemplates``, to pod templates and StatefulSet volume claim
@@ -45,6 +48,10 @@ WORKLOAD_KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSe
 
 class Unsupported(ValueError):
     """The kustomization uses a feature this renderer does not implement."""
+
+
+class MultiDocumentPatch(ValueError):
+    """A ``patches`` entry holds more than one YAML document."""
 
 
 def render(directory: Path) -> list[Obj]:
@@ -125,8 +132,17 @@ def _patch_documents(directory: Path, entry: Obj) -> list[Obj]:
     if extra or len(entry) != 1:
         raise Unsupported(f"{directory}: patches entries take exactly one of path or patch, got {entry}")
     if "path" in entry:
-        return _load_documents(directory / entry["path"])
-    return [doc for doc in yaml.safe_load_all(entry["patch"]) if doc is not None]
+        where = str(directory / entry["path"])
+        docs = _load_documents(directory / entry["path"])
+    else:
+        where = f"{directory}: inline patch"
+        docs = [doc for doc in yaml.safe_load_all(entry["patch"]) if doc is not None]
+    if len(docs) > 1:
+        raise MultiDocumentPatch(
+            f"{where}: {len(docs)} YAML documents in one patch; kustomize before v5.1 "
+            "(kubectl <= 1.30) accepts one per patch: split it into one file per object"
+        )
+    return docs
 
 
 def _group(api_version: str) -> str:

@@ -27,6 +27,8 @@ COMPOSE = ROOT / "docker-compose.yml"
 BIN = Path(sys.executable).parent
 #: Services that run the project's image.
 OURS = ("api", "updater")
+#: uvicorn's default keep-alive (``timeout_keep_alive``), which the API keeps.
+UVICORN_KEEP_ALIVE_SECONDS = 5
 _VAR = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:?-)(?P<default>[^}]*))?\}")
 
 
@@ -292,16 +294,29 @@ def test_updater_healthcheck_probes_its_heartbeat(services: dict[str, dict[str, 
     assert "BLOCKLIST_WORKER_ID" not in env, "default (host name) keeps scaled updaters apart"
 
 
+def healthcheck_urls(service: dict[str, Any]) -> list[tuple[int, str]]:
+    """(port, path) of every local URL a service's healthcheck fetches."""
+    found = re.findall(r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[^\s'\"]*)", healthcheck_text(service))
+    return [(int(port), path) for port, path in found]
+
+
 def test_healthcheck_urls_point_at_api_routes(services: dict[str, dict[str, Any]]) -> None:
     paths = app_paths()
     for name in ("api", "lb"):
-        urls = re.findall(
-            r"http://(?:127\.0\.0\.1|localhost):(\d+)(/[^\s'\"]*)", healthcheck_text(services[name])
-        )
+        urls = healthcheck_urls(services[name])
         assert urls, f"{name}: healthcheck has no URL"
         for port, path in urls:
-            assert int(port) == API_PORT, name
+            assert port == API_PORT, name
             assert path in paths, f"{name}: {path} is not an API route"
+
+
+def test_api_healthcheck_is_readiness(services: dict[str, dict[str, Any]]) -> None:
+    # `lb` and `docker compose up --wait` go ahead once the API is healthy:
+    # /healthz is 200 while it still answers 503 no_data; /readyz is not.
+    # (The image's own HEALTHCHECK stays on /healthz: see test_image.py.)
+    assert healthcheck_urls(services["api"]) == [(API_PORT, "/readyz")]
+    assert "/readyz" in app_paths()
+    assert services["lb"]["depends_on"]["api"]["condition"] == "service_healthy"
 
 
 def test_lb_publishes_the_api_port(services: dict[str, dict[str, Any]]) -> None:
@@ -327,6 +342,12 @@ def test_nginx_balances_over_every_api_replica(services: dict[str, dict[str, Any
     assert re.search(rf"server\s+api:{API_PORT}\s[^;]*\bresolve\b", upstream[2]), "re-resolve `api`"
     assert re.search(r"\bzone\s+\w+", upstream[2]), "resolve needs a shared zone"
     assert re.search(r"\bkeepalive\s+\d+", upstream[2])
+    # Idle upstream connections must close on nginx's side first: uvicorn
+    # (ipchecking/__main__.py leaves timeout_keep_alive at its default)
+    # closes them after 5 s, and a reused, just-closed one is a 502.
+    idle = re.search(r"\bkeepalive_timeout\s+(\d+)s;", upstream[2])
+    assert idle, "set the upstream keepalive_timeout (nginx's default, 60s, outlives uvicorn's)"
+    assert int(idle[1]) < UVICORN_KEEP_ALIVE_SECONDS
     assert re.search(rf"proxy_pass\s+http://{upstream[1]};", code)
     assert re.search(rf"listen\s+{API_PORT};", code)
     assert "proxy_http_version 1.1;" in code

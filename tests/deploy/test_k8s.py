@@ -15,10 +15,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 from kubernetes_validate.utils import latest_version
 
 from blocklist.settings import load_settings, parse_duration, parse_host_ports
-from tests.deploy.kustomize import Unsupported, render, strategic_merge
+from tests.deploy.kustomize import MultiDocumentPatch, Unsupported, render, strategic_merge
 from tests.deploy.support import API_PORT, ROOT, app_paths, known_env_names
 
 Obj = dict[str, Any]
@@ -158,6 +159,41 @@ def test_renderer_refuses_what_it_does_not_implement(tmp_path: Path) -> None:
     )
     with pytest.raises(ValueError, match="matches 0 objects"):
         render(tmp_path)
+
+
+def test_renderer_rejects_a_patch_file_with_several_documents(tmp_path: Path) -> None:
+    # kustomize v5.0.4 (bundled with kubectl <= 1.30) fails on such a file, so
+    # the renderer must not quietly apply both documents.
+    (tmp_path / "all.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n"
+    )
+    (tmp_path / "both.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\ndata: {x: '1'}\n---\n"
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\ndata: {y: '2'}\n"
+    )
+    (tmp_path / "kustomization.yaml").write_text("resources: [all.yaml]\npatches:\n  - path: both.yaml\n")
+    with pytest.raises(MultiDocumentPatch, match=r"both\.yaml: 2 YAML documents in one patch"):
+        render(tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        "resources: [all.yaml]\npatches:\n  - patch: |\n"
+        "      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: a}\n      ---\n"
+        "      apiVersion: v1\n      kind: ConfigMap\n      metadata: {name: b}\n"
+    )
+    with pytest.raises(MultiDocumentPatch, match="inline patch: 2 YAML documents"):
+        render(tmp_path)
+
+
+def test_every_overlay_patch_file_holds_one_document() -> None:
+    # render() already refuses a multi-document patch; this names the file.
+    kustomization = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    paths = [entry["path"] for entry in kustomization["patches"] if "path" in entry]
+    assert len(paths) >= 5
+    for path in paths:
+        docs = [d for d in yaml.safe_load_all((OVERLAY / path).read_text()) if d is not None]
+        assert len(docs) == 1, f"{path}: {len(docs)} documents"
+        stem = Path(path).stem
+        assert docs[0]["metadata"]["name"] in stem, f"{path} patches {docs[0]['metadata']['name']}"
 
 
 # --- schemas -----------------------------------------------------------------

@@ -402,6 +402,9 @@ def test_rerun_reuses_the_cluster_and_restarts_onto_the_new_image(sandbox: Path)
     run = run_script(sandbox, STUB_EXISTING="1", SMOKE_PORT="18123")
     assert run.returncode == 0, run.stderr
     assert not [c for c in run.calls if c.startswith("minikube start")]
+    # The reused profile's kube context is recreated before kubectl needs it.
+    first_kubectl = next(i for i, c in enumerate(run.calls) if c.startswith("kubectl "))
+    assert "minikube -p blocklist update-context" in run.calls[:first_kubectl]
     restart = "kubectl --context blocklist -n blocklist rollout restart deployment"
     assert run.calls.index(restart) > run.calls.index(
         "kubectl --context blocklist apply -k k8s/overlays/minikube"
@@ -432,6 +435,7 @@ def test_delete_removes_the_namespace_and_the_profile(sandbox: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert run.calls == [
         "minikube status -p blocklist",
+        "minikube -p blocklist update-context",
         "kubectl --context blocklist delete namespace blocklist --ignore-not-found --timeout=180s",
         "minikube delete -p blocklist",
     ]
