@@ -39,7 +39,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_config(level: str = "INFO") -> dict[str, Any]:
-    """A ``logging.config.dictConfig`` dict (also handed to uvicorn)."""
+    """A ``logging.config.dictConfig`` dict (also handed to uvicorn or granian)."""
     handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
     return {
         "version": 1,
@@ -51,6 +51,8 @@ def log_config(level: str = "INFO") -> dict[str, Any]:
             "uvicorn": {"handlers": [], "propagate": True},
             "uvicorn.error": {"handlers": [], "propagate": True},
             "uvicorn.access": {"handlers": [], "propagate": True},
+            "_granian": {"handlers": [], "propagate": True},
+            "granian.access": {"handlers": [], "propagate": True},
             "apscheduler": {"level": "WARNING"},
             "httpx": {"level": "WARNING"},
         },

@@ -206,6 +206,9 @@ class Settings(BaseSettings):
     heartbeat_ttl: float = Field(default=60.0, gt=0, description="Worker heartbeat lifetime, s.")
     log_level: str = "INFO"
     access_log: bool = Field(default=False, description="One log line per request (costly).")
+    server: Literal["uvicorn", "granian"] = Field(
+        default="uvicorn", description="HTTP server of python -m ipchecking (--server overrides)."
+    )
 
     @field_validator("feeds", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
-"""``python -m ipchecking``: run the API under uvicorn.
+"""``python -m ipchecking``: run the API under uvicorn or granian.
 
-    python -m ipchecking [--host H] [--port P] [--workers N] [--log-level L]
+    python -m ipchecking [--host H] [--port P] [--workers N] [--log-level L] [--server S]
 
 Settings come from the environment (``BLOCKLIST_*``, ``REDIS_URL``).
 """
@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-import uvicorn
-
 from blocklist.errors import ConfigError
 from blocklist.logs import log_config
-from blocklist.settings import load_settings
+from blocklist.settings import Settings, load_settings
+
+APP_FACTORY = "ipchecking.app:create_app"
+#: Seconds in-flight requests get to finish after SIGTERM before workers stop.
+GRACEFUL_SHUTDOWN_SECONDS = 10
+SERVERS = ("uvicorn", "granian")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,25 +27,62 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     parser.add_argument("--log-level", default=None, help="overrides BLOCKLIST_LOG_LEVEL")
+    parser.add_argument(
+        "--server",
+        choices=SERVERS,
+        default=None,
+        help="HTTP server: uvicorn or granian (default: BLOCKLIST_SERVER, else uvicorn)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = load_settings()
     except ConfigError as exc:
         print(f"invalid settings: {exc}", file=sys.stderr)
         return 2
-    level = args.log_level or settings.log_level
+    level = (args.log_level or settings.log_level).upper()
+    server = args.server or settings.server
+    if server == "granian":
+        return _serve_granian(settings, args.host, args.port, args.workers, level)
+    return _serve_uvicorn(settings, args.host, args.port, args.workers, level)
+
+
+def _serve_uvicorn(settings: Settings, host: str, port: int, workers: int, level: str) -> int:
+    import uvicorn  # noqa: PLC0415 - only the chosen server is imported
+
     uvicorn.run(
-        "ipchecking.app:create_app",
+        APP_FACTORY,
         factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
+        host=host,
+        port=port,
+        workers=workers,
         log_config=log_config(level),
         log_level=level.lower(),
         access_log=settings.access_log,
         server_header=False,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )
+    return 0
+
+
+def _serve_granian(settings: Settings, host: str, port: int, workers: int, level: str) -> int:
+    from granian.constants import Interfaces, Loops  # noqa: PLC0415 - only the chosen server
+    from granian.log import LogLevels  # noqa: PLC0415
+    from granian.server import Server  # noqa: PLC0415
+
+    Server(
+        APP_FACTORY,
+        factory=True,
+        address=host,
+        port=port,
+        interface=Interfaces.ASGI,
+        workers=workers,
+        loop=Loops.uvloop,
+        websockets=False,
+        log_dictconfig=log_config(level),
+        log_level=LogLevels(level.lower()),
+        log_access=settings.access_log,
+        workers_kill_timeout=GRACEFUL_SHUTDOWN_SECONDS,
+    ).serve()
     return 0
 
 

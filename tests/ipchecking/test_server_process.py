@@ -57,11 +57,13 @@ def feed_networks(path: Path) -> list[ipaddress.IPv4Network | ipaddress.IPv6Netw
     return nets
 
 
+@pytest.mark.parametrize("http_server", ["uvicorn", "granian"])
 def test_server_answers_feed_members_over_tcp_and_stops_on_sigterm(
-    tmp_path: Path, feed_copies: dict[str, Path]
+    tmp_path: Path, feed_copies: dict[str, Path], http_server: str
 ) -> None:
     """Every sampled listed address and CIDR edge is blocked; neighbours are
-    judged against a brute-force check with the ``ipaddress`` module."""
+    judged against a brute-force check with the ``ipaddress`` module. Under
+    either HTTP server, SIGTERM runs the app's shutdown and logs stay JSON."""
     rng = random.Random(7)
     ipsum = [
         line.split("\t")[0] for line in feed_copies["ipsum"].read_text().splitlines() if line[:1].isdigit()
@@ -87,7 +89,8 @@ def test_server_answers_feed_members_over_tcp_and_stops_on_sigterm(
     assert any(not v for v in probes.values())
     assert any(probes.values())
 
-    with server(env_for(tmp_path, feed_copies), tmp_path / "server.log") as (base, proc):
+    env = {**env_for(tmp_path, feed_copies), "BLOCKLIST_SERVER": http_server}
+    with server(env, tmp_path / "server.log") as (base, proc):
         wait_ready(base, proc)
         with httpx.Client(base_url=base, timeout=5) as client:
             wrong = []
@@ -103,11 +106,13 @@ def test_server_answers_feed_members_over_tcp_and_stops_on_sigterm(
             status = client.get("/status").json()
             assert set(status["feeds"]) == set(FEEDS)
             assert status["feeds"]["ipsum"]["entries"] == 120430
+            assert "/check_ip/{ip}" in client.get("/metrics").text
         proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises the signal after its graceful shutdown.
         assert proc.wait(timeout=15) in (0, -signal.SIGTERM)
     log_lines = (tmp_path / "server.log").read_text().splitlines()
-    assert any("Application shutdown complete" in line for line in log_lines)
+    assert any('"service started"' in line for line in log_lines)
+    assert any('"service stopped"' in line for line in log_lines)
     assert all(line.startswith("{") for line in log_lines), "every log line is one JSON object"
 
 
