@@ -4,8 +4,9 @@ A publish runs under the publish lock (token + TTL, released only by its
 holder: redis-py's ``Lock``) and has three steps:
 
 1. write everything of the new version under temporary keys that carry a
-   TTL, in pipelined batches (a crash here leaves the live version intact
-   and the temporary keys expire);
+   TTL, the sorted sets as ZADD commands packed in bulk and sent in one
+   write (a crash here leaves the live version intact and the temporary
+   keys expire);
 2. swap them in with ``RENAME`` (and ``PERSIST``, since RENAME keeps the
    TTL) in one Lua script, atomic like ``MULTI/EXEC`` but checking every
    temporary key first: readers see the old or the new version, whole;
@@ -18,6 +19,7 @@ import dataclasses
 import json
 import logging
 import secrets
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from redis.asyncio import Redis
@@ -30,8 +32,28 @@ from blocklist.snapshot import Version, encode_version
 
 log = logging.getLogger(__name__)
 
-#: Sorted-set members written per pipelined round trip.
+#: Sorted-set members per ZADD command (all commands go out in one write).
 BATCH = 20_000
+_MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
+
+
+def pack_command(*args: bytes) -> bytes:
+    """One command in RESP, the Redis wire protocol."""
+    parts = [b"*%d\r\n" % len(args)]
+    parts += [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
+    return b"".join(parts)
+
+
+def zadd_command(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence[int]) -> bytes:
+    """``ZADD key 0 <member> 0 <member> ...`` of ranges, members as :func:`rediskeys.encode_range`.
+
+    Packed directly as RESP: the members are fixed-width, so one format per
+    family does it. Cost: about 0.3 us per range.
+    """
+    member = _MEMBER_FORMATS[family]
+    head = b"*%d\r\n$4\r\nZADD\r\n$%d\r\n%s\r\n" % (2 + 2 * len(firsts), len(key), key)
+    return head + b"".join([member % pair for pair in zip(firsts, lasts, strict=True)])
+
 
 # KEYS: (temp, live) pairs, then live keys to delete, then META, HISTORY.
 # ARGV: number of pairs, number of deletions, the new version number.
@@ -144,20 +166,42 @@ class RedisPublisher:
         pipe.expire(keys.temp_key(token, "meta"), ttl)
         await pipe.execute()
         written = {"snapshot", "history", "meta"}
+        commands: list[bytes] = []
         for family, fam in ((4, version.index.v4), (6, version.index.v6)):
+            if not len(fam):
+                continue
             name = f"ranges:{family}"
-            key = keys.temp_key(token, name)
+            key = keys.temp_key(token, name).encode()
             for start in range(0, len(fam), BATCH):
-                members = {
-                    keys.encode_range(family, fam.firsts[i], fam.lasts[i]): 0
-                    for i in range(start, min(start + BATCH, len(fam)))
-                }
-                pipe = self._client.pipeline(transaction=False)
-                pipe.zadd(key, members)
-                pipe.expire(key, ttl)
-                await pipe.execute()
-                written.add(name)
+                stop = min(start + BATCH, len(fam))
+                commands.append(zadd_command(key, family, fam.firsts[start:stop], fam.lasts[start:stop]))
+                if start == 0:
+                    # The TTL from the first batch on: a crash mid-write leaves nothing behind.
+                    commands.append(pack_command(b"EXPIRE", key, str(ttl).encode()))
+            written.add(name)
+        await self._send_packed(commands)
         return written
+
+    async def _send_packed(self, commands: list[bytes]) -> None:
+        """Send pre-packed commands in one write on one connection; read every reply.
+
+        redis-py packs each argument in Python (about 7 us per member); the
+        range members are packed here in bulk instead. A connection that
+        fails midway is dropped, not returned to the pool half-read.
+        """
+        if not commands:
+            return
+        pool = self._client.connection_pool
+        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_packed_command(b"".join(commands))
+            for _ in commands:
+                await connection.read_response()  # raises ResponseError on an error reply
+        except BaseException:
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
 
     async def _swap(self, token: str, version: Version, written: set[str]) -> None:
         """Swap the temporary keys in, all or nothing (one Lua script).

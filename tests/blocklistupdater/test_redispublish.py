@@ -13,7 +13,7 @@ import pytest
 from blocklist import rediskeys as keys
 from blocklist.addresses import V4, V6
 from blocklist.snapshot import Version, decode_version
-from blocklistupdater.redispublish import PublishError, RedisPublisher
+from blocklistupdater.redispublish import PublishError, RedisPublisher, zadd_command
 from tests.versions import make_version
 
 
@@ -209,3 +209,15 @@ def test_swap_with_a_vanished_temporary_key_changes_nothing_live(monkeypatch: py
         assert await live_lookup(client, V4, 0x01020304)
 
     with_redis(test)
+
+
+def test_packed_zadd_members_are_the_encoded_ranges() -> None:
+    """The bulk RESP packing writes exactly the members lookups search for."""
+    v4 = ([0, 0x01020304, 0xFFFFFFFF], [0xFF, 0x01020304, 0xFFFFFFFF])
+    v6 = ([0x20010DB8 << 96], [(0x20010DB8 << 96) | ((1 << 96) - 1)])
+    for family, (firsts, lasts) in ((4, v4), (6, v6)):
+        args: list[bytes] = [b"ZADD", b"k"]
+        for first, last in zip(firsts, lasts, strict=True):
+            args += [b"0", keys.encode_range(family, first, last).encode()]
+        want = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        assert zadd_command(b"k", family, firsts, lasts) == want
