@@ -1,10 +1,11 @@
 """Distributed mode, live lookups (``BLOCKLIST_LOOKUP=live``): every request
 asks Redis.
 
-One lookup is one round trip: ``MULTI; ZRANGE ranges:<family> [<addr>-~ -
-BYLEX REV LIMIT 0 1; HGET meta number; EXEC``. The transaction makes the
-range and the version number come from the same published version (the
-publisher swaps versions in one script). Each lookup has a deadline
+A lookup is ``ZRANGE ranges:<family> [<addr>-~ - BYLEX REV LIMIT 0 1``
+inside ``MULTI ... HGET meta number; EXEC``, so the range and the version
+number come from the same published version (the publisher swaps versions
+in one script). Lookups arriving together share one transaction and one
+round trip (:mod:`ipchecking.livebatch`). Each lookup has a deadline
 (``BLOCKLIST_LIVE_TIMEOUT``, 50 ms by default) over the whole exchange,
 waiting for a pooled connection included: past it, or on any Redis error,
 the request gets a 503 with a JSON reason, never a hung worker or a 500.
@@ -30,12 +31,15 @@ from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings
 from ipchecking.background import stop_task
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS
+from ipchecking.livebatch import LookupBatcher
 from ipchecking.redislink import RedisLink
 from ipchecking.statusviews import feed_summary, version_summary
 
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
+#: Connections opened at start: one per lookup batch in flight, plus the poll.
+WARM_CONNECTIONS = 5
 #: Consequence logged when Redis fails a live lookup.
 _ON_FAILURE = "live lookups answer 503 until it is back"
 
@@ -53,15 +57,37 @@ class LiveRuntime:
         self._meta: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._headers: tuple[int, Headers, Headers] | None = None
+        self._batcher = LookupBatcher(self.link.connector.reader, orphan_deadline=self.timeout)
         self._timeout_reason = f"redis did not answer within {self.timeout * 1000:g} ms; retry shortly"
 
     async def start(self) -> None:
-        """Start polling the live version's metadata (nothing is loaded)."""
+        """Open the first pooled connections, then poll the live version's metadata.
+
+        Connections are opened here, not by the first requests, so no lookup
+        pays the connection set-up against its deadline. Best effort, bounded
+        by ``BLOCKLIST_REDIS_TIMEOUT``: with Redis down, start-up goes on and
+        lookups answer 503 until it is back.
+        """
+        await self._warm_pool(min(WARM_CONNECTIONS, self.settings.redis_max_connections))
         self._task = asyncio.create_task(self._poll(), name="redis-meta-poll")
+
+    async def _warm_pool(self, count: int) -> None:
+        pool = self.link.connector.reader().connection_pool
+        opened = []
+        try:
+            async with asyncio.timeout(self.settings.redis_timeout):
+                for _ in range(count):
+                    opened.append(await pool.get_connection())  # type: ignore[no-untyped-call]
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("could not open redis connections at start", extra={"error": str(exc)})
+        finally:
+            for connection in opened:
+                await pool.release(connection)
 
     async def stop(self) -> None:
         """Stop polling and close the connection pool."""
         await stop_task(self._task)
+        await self._batcher.aclose()
         await self.link.connector.aclose()
 
     def ready_version(self) -> int | None:
@@ -76,13 +102,7 @@ class LiveRuntime:
         """
         try:
             async with asyncio.timeout(self.timeout):
-                pipe = self.link.connector.reader().pipeline(transaction=True)
-                pipe.zrange(
-                    keys.ranges_key(family), keys.lookup_bound(family, value), "-",
-                    desc=True, bylex=True, offset=0, num=1,
-                )  # fmt: skip
-                pipe.hget(keys.META, "number")
-                members, number = await pipe.execute()
+                members, held = await self._batcher.lookup(family, value)
         except TimeoutError as exc:
             self.link.mark_down(exc, _ON_FAILURE)
             raise BackendUnavailable(self._timeout_reason) from None
@@ -91,7 +111,6 @@ class LiveRuntime:
             raise BackendUnavailable("redis is unavailable; retry shortly") from None
         if not self.link.reachable:
             self.link.mark_up()
-        held = int(number) if number is not None else None
         self.link.redis_version = held
         return bool(members) and keys.member_contains(members[0], value), held
 

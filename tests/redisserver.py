@@ -45,6 +45,20 @@ def _ping(port: int) -> bool:
         return False
 
 
+def _wait_for_initial_sync(port: int, deadline: float) -> None:
+    """Until the replica on ``port`` finished its first full sync from its primary."""
+    client = redis.Redis(port=port, socket_timeout=2)
+    try:
+        while True:
+            info = client.info("replication")
+            if info.get("master_link_status") == "up" and not info.get("master_sync_in_progress"):
+                return
+            assert time.monotonic() < deadline, "replica did not finish its first sync"
+            time.sleep(0.02)
+    finally:
+        client.close()
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -63,7 +77,10 @@ def redis_server(
     assert binary, "redis-server is not installed (scripts/install --test installs it)"
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    # No diskless-sync delay: a replica's first full sync starts at once,
+    # not five seconds in, when a test is already reading from it.
     cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+           "--repl-diskless-sync-delay", "0",
            "--dir", str(directory), "--logfile", str(directory / "redis.log")]  # fmt: skip
     if replica_of is not None:
         cmd += ["--replicaof", "127.0.0.1", str(replica_of.port)]
@@ -74,6 +91,8 @@ def redis_server(
             assert proc.poll() is None, "redis-server exited at start"
             assert time.monotonic() < deadline, "redis-server did not answer PING"
             time.sleep(0.02)
+        if replica_of is not None:
+            _wait_for_initial_sync(port, deadline)
         yield RedisServer(port, proc)
     finally:
         _stop(proc)
