@@ -10,6 +10,7 @@ asking the sentinels, and found again after a failover).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -138,7 +139,8 @@ async def load_live_version(client: Redis) -> Version | None:
     if not isinstance(data, bytes):
         return None
     try:
-        return decode_version(data)
+        # Off the event loop: a large snapshot takes a while to check and decode.
+        return await asyncio.to_thread(decode_version, data)
     except SnapshotError as exc:
         log.error("live snapshot in redis is unreadable", extra={"error": str(exc)})
         return None

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from blocklist.addresses import V4, parse_address
 from blocklist.errors import BackendUnavailable, InvalidAddress
-from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, VersionHolder
+from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, SLOT_SHIFT, VersionHolder
 
 if TYPE_CHECKING:
     from ipchecking.live import LiveRuntime
@@ -50,10 +50,11 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
     if served is None:
         return (*NO_DATA, "unavailable")
     if family == V4:
-        firsts, lasts = served.v4_firsts, served.v4_lasts
+        lasts, slot = served.v4_lasts, value >> SLOT_SHIFT
+        i = bisect_right(served.v4_firsts, value, served.v4_slots[slot], served.v4_slots[slot + 1]) - 1
     else:
-        firsts, lasts = served.v6_firsts, served.v6_lasts
-    i = bisect_right(firsts, value) - 1
+        lasts = served.v6_lasts
+        i = bisect_right(served.v6_firsts, value) - 1
     if i >= 0 and value <= lasts[i]:
         return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"

@@ -78,7 +78,7 @@ class DistributedRuntime:
             return
         version = await load_live_version(client)
         if version is not None and (held is None or version.number > held.number):
-            self.holder.swap(version)
+            await self.holder.swap_prepared(version)
             log.info("loaded version from redis", extra={"version": version.number})
 
     async def _follow(self) -> None:

@@ -83,7 +83,7 @@ class EmbeddedRuntime:
         if version is not None and version.bootstrap and not self.settings.bootstrap:
             log.info("stored version is bundled data and bootstrap is off: not served")
         elif version is not None:
-            self.holder.swap(version)
+            await self.holder.swap_prepared(version)
             log.info("serving stored version", extra={"version": version.number})
         settings = self.settings
         self._client = httpx.AsyncClient(
@@ -160,7 +160,7 @@ class EmbeddedRuntime:
         version = await asyncio.to_thread(self.store.load_version)
         current = self.holder.version
         if version is not None and (current is None or version.number > current.number):
-            self.holder.swap(version)
+            await self.holder.swap_prepared(version)
             log.info("loaded version published by another worker", extra={"version": version.number})
 
     def _note_file(self) -> bool:
@@ -198,7 +198,7 @@ class EmbeddedRuntime:
     async def _publish(self, version: Version) -> None:
         # Serve first: a full disk or read-only state dir must not keep new
         # data from being answered; it only costs the restart shortcut.
-        self.holder.swap(version)
+        await self.holder.swap_prepared(version)
         try:
             await asyncio.to_thread(self.store.save_version, version)
         except OSError as exc:

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ipchecking.answers import check_ip, check_ip_live
 from ipchecking.holder import VersionHolder
 from ipchecking.live import LiveRuntime
-from ipchecking.metrics import RequestStats
+from ipchecking.metrics import RequestStats, RouteStats
 
 CHECK_PREFIX = "/check_ip/"
 CHECK_ROUTE = "/check_ip/{ip}"
@@ -38,6 +38,9 @@ class FastPathApp:
         self.holder = holder
         self.stats = stats
         self.live = live
+        # Looked up once per request: cached here, not rebuilt from labels.
+        self._lookups = stats.lookups
+        self._check_routes: dict[tuple[str, int], RouteStats] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one ASGI connection."""
@@ -54,8 +57,11 @@ class FastPathApp:
                 status, headers, body, result = await check_ip_live(self.live, path[_PREFIX_LEN:])
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body if method == "GET" else b""})
-            self.stats.lookups[result] += 1
-            self.stats.route(CHECK_ROUTE, method, status).observe(perf_counter() - start)
+            self._lookups[result] += 1
+            route = self._check_routes.get((method, status))
+            if route is None:
+                route = self._check_routes[method, status] = self.stats.route(CHECK_ROUTE, method, status)
+            route.observe(perf_counter() - start)
             return
         status_seen = 500
 

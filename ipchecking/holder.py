@@ -1,12 +1,16 @@
 """The version an API process serves, swapped whole with one assignment.
 
 :class:`Served` bundles a :class:`~blocklist.snapshot.Version` with what the
-hot path needs precomputed (the index arrays, the response header lists), so
-a request reads ``holder.served`` once and sees one consistent version.
+hot path needs precomputed (the index arrays, a table narrowing each IPv4
+search to one /16, the response header lists), so a request reads
+``holder.served`` once and sees one consistent version.
 """
 
 from __future__ import annotations
 
+import asyncio
+from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +31,8 @@ class Served:
     version: Version
     v4_firsts: Sequence[int]
     v4_lasts: Sequence[int]
+    #: ``v4_slots[b]``: how many IPv4 ranges start below ``b << 16``, for b in 0..65536.
+    v4_slots: Sequence[int]
     v6_firsts: Sequence[int]
     v6_lasts: Sequence[int]
     blocked_headers: list[tuple[bytes, bytes]]
@@ -49,11 +55,30 @@ class Served:
             version,
             index.v4.firsts,
             index.v4.lasts,
+            v4_slots(index.v4.firsts),
             index.v6.firsts,
             index.v6.lasts,
             headers(BLOCKED_BODY),
             headers(ALLOWED_BODY),
         )
+
+
+#: IPv4 searches are narrowed to the ranges starting in the address's /16.
+SLOT_SHIFT = 16
+
+
+def v4_slots(firsts: Sequence[int]) -> array[int]:
+    """Per /16, the position of its first range start (65,537 entries, 256 KiB).
+
+    A lookup of ``value`` then searches only ``firsts[slots[value >> 16] :
+    slots[(value >> 16) + 1]]`` (plus the range just before, which may reach
+    into the /16): a few steps at any list size, where a plain binary search
+    over ten million ranges takes 23, each one a cache miss. Cost: one
+    binary search per /16, about 0.1 s; run it off the event loop.
+    """
+    return array(
+        "I", [bisect_left(firsts, slot << SLOT_SHIFT) for slot in range((1 << (32 - SLOT_SHIFT)) + 1)]
+    )
 
 
 class VersionHolder:
@@ -73,3 +98,7 @@ class VersionHolder:
     def swap(self, version: Version) -> None:
         """Serve ``version`` from now on (one reference assignment)."""
         self.served = Served.of(version)
+
+    async def swap_prepared(self, version: Version) -> None:
+        """:meth:`swap`, with the precomputation done in a thread, off the event loop."""
+        self.served = await asyncio.to_thread(Served.of, version)
