@@ -26,7 +26,8 @@ from pathlib import Path
 
 import httpx
 
-from bench.http_throughput import IPSUM, free_port
+from bench.versions import IPSUM
+from tests.redisserver import free_port
 
 
 def rss_mib(pid: int) -> float:

@@ -1,0 +1,35 @@
+"""The benchmark suite runs end to end at a tiny size (figures are not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(900)
+def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=850,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for name in ("layers", "http_throughput", "distributed", "startup_memory", "scale"):
+        assert f"== bench.{name}: exit 0" in result.stdout
+    throughput = json.loads((tmp_path / "http_throughput.json").read_text())
+    assert set(throughput) == {
+        "naive", "ceiling", "ceiling-granian", "ours", "ours-local", "ours-live", "ours-granian"
+    }  # fmt: skip
+    # Every configuration answered every request with a 2xx.
+    assert all(run["errors"] == 0 for run in throughput.values()), throughput
