@@ -155,6 +155,12 @@ class Settings(BaseSettings):
     )
     bootstrap: bool = Field(default=True, description="Serve the bundled snapshot until a sync.")
     min_score: int = Field(default=0, ge=0, description="Drop scored entries below this score.")
+    broadest_prefix_v4: int = Field(
+        default=8, ge=0, le=32, description="Refuse a feed with a broader IPv4 entry (0: allow any)."
+    )
+    broadest_prefix_v6: int = Field(
+        default=16, ge=0, le=128, description="Refuse a feed with a broader IPv6 entry (0: allow any)."
+    )
     max_download_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     http_timeout: float = Field(default=30.0, gt=0, description="Per-operation HTTP timeout, s.")
     download_timeout: float = Field(default=300.0, gt=0, description="Whole-download limit, s.")

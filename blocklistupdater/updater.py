@@ -191,7 +191,13 @@ class Updater:
                 parsed = await asyncio.to_thread(
                     parse_feed, result.body, spec.format, max_size=self.settings.max_download_bytes
                 )
-                check_feed(parsed, previous.entries if previous else None, self.settings.shrink_threshold)
+                check_feed(
+                    parsed,
+                    previous.entries if previous else None,
+                    self.settings.shrink_threshold,
+                    broadest_v4=self.settings.broadest_prefix_v4,
+                    broadest_v6=self.settings.broadest_prefix_v6,
+                )
                 self._accept(status, parsed, result.validators, now)
                 if self._store:
                     try:

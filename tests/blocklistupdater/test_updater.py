@@ -1050,3 +1050,24 @@ def test_bundled_snapshot_never_replaces_a_live_synced_version(server: FeedServe
 
     run(fresh_worker())
     assert later.numbers == []
+
+
+def test_feed_listing_everything_is_refused_and_last_good_kept(server: FeedServer, tmp_path: Path) -> None:
+    """A netset gaining 0.0.0.0/0 would block every client: refused, the last good list serves on."""
+    settings = make_settings(tmp_path, feeds=f"ipsum=netset:{IPSUM_URL}")
+    published = Published()
+    server.script(IPSUM_URL, ok(b"192.0.2.1\n198.51.100.0/24\n"), ok(b"192.0.2.1\n0.0.0.0/0\n"))
+
+    async def scenario() -> None:
+        async with open_updater(settings, server.client(), published) as updater:
+            await updater.sync_once()
+            assert await updater.sync_once() == {"ipsum": Outcome.REFUSED}
+            st = updater.feeds["ipsum"]
+            assert st.last_error is not None
+            assert "0.0.0.0-255.255.255.255" in st.last_error
+            assert "broader than a /8" in st.last_error
+
+    run(scenario())
+    assert published.numbers == [1]
+    assert not listed(published.versions[0], "8.8.8.8")
+    assert listed(published.versions[0], "198.51.100.7")
