@@ -212,6 +212,9 @@ class Settings(BaseSettings):
     heartbeat_ttl: float = Field(default=60.0, gt=0, description="Worker heartbeat lifetime, s.")
     log_level: str = "INFO"
     access_log: bool = Field(default=False, description="One log line per request (costly).")
+    cache_max_age: int = Field(
+        default=300, ge=0, description="Cache-Control max-age of /check_ip answers, s (0: no-cache)."
+    )
     server: Literal["uvicorn", "granian"] = Field(
         default="uvicorn", description="HTTP server of python -m ipchecking (--server overrides)."
     )

@@ -25,7 +25,9 @@ NO_DATA_REASON = "no blocklist version is loaded yet; retry shortly"
 def error_body(status: int, error: str, detail: str) -> tuple[int, Headers, bytes]:
     """A JSON error answer: ``{"error": <code>, "detail": <reason>}``."""
     body = json.dumps({"error": error, "detail": detail}).encode()
-    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+    # Errors are never cached: a 503 ends when data arrives, and a proxy
+    # must not keep serving one.
+    headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode()), (b"cache-control", b"no-store")]
     if status == 503:
         headers.append((b"retry-after", b"5"))
     return status, headers, body

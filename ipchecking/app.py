@@ -45,7 +45,7 @@ def create_app(
     the network for feed downloads in embedded mode (tests).
     """
     settings = settings or Settings()
-    holder = VersionHolder()
+    holder = VersionHolder(settings.cache_max_age)
     stats = RequestStats()
     registry = CollectorRegistry()
     registry.register(stats)

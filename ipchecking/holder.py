@@ -39,16 +39,12 @@ class Served:
     allowed_headers: list[tuple[bytes, bytes]]
 
     @classmethod
-    def of(cls, version: Version) -> Served:
-        """Precompute the hot-path view of ``version``."""
+    def of(cls, version: Version, cache: bytes = b"max-age=300") -> Served:
+        """Precompute the hot-path view of ``version``; ``cache`` is the Cache-Control value."""
         number = str(version.number).encode()
 
         def headers(body: bytes) -> list[tuple[bytes, bytes]]:
-            return [
-                *JSON_HEADERS,
-                (b"content-length", str(len(body)).encode()),
-                (b"x-blocklist-version", number),
-            ]
+            return answer_headers(body, number, cache)
 
         index = version.index
         return cls(
@@ -61,6 +57,21 @@ class Served:
             headers(BLOCKED_BODY),
             headers(ALLOWED_BODY),
         )
+
+
+def cache_control(max_age: int) -> bytes:
+    """The Cache-Control value of answers: ``max-age=N``, or ``no-cache`` for 0."""
+    return b"max-age=%d" % max_age if max_age > 0 else b"no-cache"
+
+
+def answer_headers(body: bytes, number: bytes, cache: bytes) -> list[tuple[bytes, bytes]]:
+    """Response headers of a 200 answer from version ``number``."""
+    return [
+        *JSON_HEADERS,
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", cache),
+        (b"x-blocklist-version", number),
+    ]
 
 
 #: IPv4 searches are narrowed to the ranges starting in the address's /16.
@@ -84,10 +95,11 @@ def v4_slots(firsts: Sequence[int]) -> array[int]:
 class VersionHolder:
     """Holds the served version; ``served`` is None until one is loaded."""
 
-    __slots__ = ("served",)
+    __slots__ = ("cache", "served")
 
-    def __init__(self) -> None:
+    def __init__(self, cache_max_age: int = 300) -> None:
         self.served: Served | None = None
+        self.cache = cache_control(cache_max_age)
 
     @property
     def version(self) -> Version | None:
@@ -97,8 +109,8 @@ class VersionHolder:
 
     def swap(self, version: Version) -> None:
         """Serve ``version`` from now on (one reference assignment)."""
-        self.served = Served.of(version)
+        self.served = Served.of(version, self.cache)
 
     async def swap_prepared(self, version: Version) -> None:
         """:meth:`swap`, with the precomputation done in a thread, off the event loop."""
-        self.served = await asyncio.to_thread(Served.of, version)
+        self.served = await asyncio.to_thread(Served.of, version, self.cache)

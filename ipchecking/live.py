@@ -30,7 +30,7 @@ from blocklist.errors import BackendUnavailable
 from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings
 from ipchecking.background import stop_task
-from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS
+from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, answer_headers, cache_control
 from ipchecking.livebatch import LookupBatcher
 from ipchecking.redislink import RedisLink
 from ipchecking.statusviews import feed_summary, version_summary
@@ -57,6 +57,7 @@ class LiveRuntime:
         self._meta: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
         self._headers: tuple[int, Headers, Headers] | None = None
+        self._cache = cache_control(settings.cache_max_age)
         self._batcher = LookupBatcher(self.link.connector.reader, orphan_deadline=self.timeout)
         self._timeout_reason = f"redis did not answer within {self.timeout * 1000:g} ms; retry shortly"
 
@@ -119,10 +120,7 @@ class LiveRuntime:
         cached = self._headers
         if cached is None or cached[0] != number:
             tag = str(number).encode()
-            blocked, allowed = (
-                [*JSON_HEADERS, (b"content-length", str(len(b)).encode()), (b"x-blocklist-version", tag)]
-                for b in (BLOCKED_BODY, ALLOWED_BODY)
-            )
+            blocked, allowed = (answer_headers(b, tag, self._cache) for b in (BLOCKED_BODY, ALLOWED_BODY))
             cached = self._headers = (number, blocked, allowed)
         return cached[1], cached[2]
 

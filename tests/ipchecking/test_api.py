@@ -102,7 +102,8 @@ def test_documented_route_and_fast_path_give_identical_answers(tmp_path: Path) -
                     a = await fast.get(f"/check_ip/{address}")
                     b = await inner.get(f"/check_ip/{address}")
                     assert (a.status_code, a.content) == (b.status_code, b.content), address
-                    assert a.headers.get("x-blocklist-version") == b.headers.get("x-blocklist-version")
+                    for name in ("x-blocklist-version", "cache-control", "x-content-type-options"):
+                        assert a.headers.get(name) == b.headers.get(name), (address, name)
 
     run(scenario())
 
@@ -114,6 +115,7 @@ def test_check_ip_is_503_with_reason_before_any_version(tmp_path: Path) -> None:
             response = await client.get("/check_ip/1.2.3.4")
             assert response.status_code == 503
             assert response.json()["error"] == "no_data"
+            assert response.headers["cache-control"] == "no-store"
             assert (await client.get("/readyz")).status_code == 503
             assert (await client.get("/healthz")).status_code == 200
             # A bad address is still a client error, whatever the data state.
@@ -272,5 +274,28 @@ def test_error_bodies_are_valid_json_objects(tmp_path: Path) -> None:
             response = await client.get("/check_ip/" + quote("\u202e1.2.3.4"))
             assert response.status_code == 422
             assert isinstance(json.loads(response.content), dict)
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("max_age", "expected"), [(None, "max-age=300"), (60, "max-age=60"), (0, "no-cache")]
+)
+def test_answers_carry_cache_control_and_errors_are_never_cached(
+    tmp_path: Path, max_age: int | None, expected: str
+) -> None:
+    """A cache in front of the service may keep an answer for a while, never an error."""
+    overrides = {} if max_age is None else {"cache_max_age": max_age}
+
+    async def scenario() -> None:
+        async with running(create_app(settings_for(tmp_path, **overrides))) as client:
+            for address in ("1.2.3.4", "9.9.9.9"):
+                response = await client.get(f"/check_ip/{address}")
+                assert response.headers["cache-control"] == expected
+                assert response.headers["x-content-type-options"] == "nosniff"
+            invalid = await client.get("/check_ip/1.2.3")
+            assert invalid.status_code == 422
+            assert invalid.headers["cache-control"] == "no-store"
+            assert invalid.headers["x-content-type-options"] == "nosniff"
 
     run(scenario())
