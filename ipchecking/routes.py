@@ -52,13 +52,15 @@ class Runtime(Protocol):
         ...
 
 
-def get_holder(request: Request) -> VersionHolder:
+# Dependencies are ``async def``: FastAPI runs a plain ``def`` dependency in
+# its thread pool, a thread hop per request (about 100 us here) for a field read.
+async def get_holder(request: Request) -> VersionHolder:
     """The process's served-version holder."""
     holder: VersionHolder = request.app.state.holder
     return holder
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
     """The mode runtime started in the app's lifespan."""
     runtime: Runtime = request.app.state.runtime
     return runtime
