@@ -12,7 +12,9 @@ Configurations (``--configs``, default all):
   on a set of the ipsum addresses, uvicorn default access log
   (``bench/naive_app.py``).
 - ``ceiling``: bare ASGI app answering from a Python ``set`` under uvicorn
-  (``bench/ceiling_app.py``); ``ceiling-granian``: the same under granian.
+  (``bench/ceiling_app.py``); ``ceiling-headers``: the same sending the
+  service's five response headers instead of one (what the server charges
+  per header); ``ceiling-granian``: the ceiling under granian.
 - ``ours``: ``python -m ipchecking``, embedded mode; ``ours-local``:
   distributed mode, local lookups (version loaded from Redis); ``ours-live``:
   distributed mode, one Redis round trip per request; ``ours-granian``:
@@ -57,7 +59,10 @@ from bench.versions import IPSUM, ROOT, ipsum_addresses, ipsum_version
 from tests.redisserver import RedisServer, free_port, redis_server
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-CONFIGS = ("naive", "ceiling", "ceiling-granian", "ours", "ours-local", "ours-live", "ours-granian")
+CONFIGS = (
+    "naive", "ceiling", "ceiling-headers", "ceiling-granian",
+    "ours", "ours-local", "ours-live", "ours-granian",
+)  # fmt: skip
 REDIS_CONFIGS = {"naive", "ours-local", "ours-live"}
 
 
@@ -170,6 +175,8 @@ def server_command(
     quiet = ["--log-level", "warning"]
     if name.startswith("ceiling"):
         env["CEILING_FEED"] = str(IPSUM)
+        if name == "ceiling-headers":
+            env["CEILING_HEADERS"] = "service"
         if name == "ceiling-granian":
             return [
                 sys.executable,

@@ -29,7 +29,8 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
         assert f"== bench.{name}: exit 0" in result.stdout
     throughput = json.loads((tmp_path / "http_throughput.json").read_text())
     assert set(throughput) == {
-        "naive", "ceiling", "ceiling-granian", "ours", "ours-local", "ours-live", "ours-granian"
+        "naive", "ceiling", "ceiling-headers", "ceiling-granian",
+        "ours", "ours-local", "ours-live", "ours-granian",
     }  # fmt: skip
     # Every configuration answered every request with a 2xx.
     assert all(run["errors"] == 0 for run in throughput.values()), throughput
