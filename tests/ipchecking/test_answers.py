@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from array import array
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -9,8 +12,9 @@ from blocklist.addresses import V4_MAX, format_address
 from blocklist.feedparsers import FamilyEntries
 from blocklist.index import compile_index
 from blocklist.snapshot import Version, checksum_of
+from ipchecking import holder as holder_module
 from ipchecking.answers import check_ip
-from ipchecking.holder import BLOCKED_BODY, VersionHolder
+from ipchecking.holder import BLOCKED_BODY, VersionHolder, v4_slots
 
 SLOT = 1 << 16
 # Ranges near a few /16 edges (and the ends of the space) hit the slot table's corner cases.
@@ -61,3 +65,12 @@ def test_slot_table_counts_ranges_starting_below_each_slot() -> None:
     assert len(slots) == SLOT + 1
     assert list(slots[:5]) == [0, 2, 2, 2, 3]
     assert slots[-1] == len(served.v4_firsts)
+
+
+def test_both_ways_of_building_the_slot_table_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    firsts = array("I", sorted({(i * 2654435761) % (1 << 32) for i in range(5000)} | {0, SLOT - 1, SLOT}))
+    counted = v4_slots(firsts)
+    monkeypatch.setattr(holder_module, "_COUNT_BELOW", 0)
+    assert v4_slots(firsts) == counted
+    assert counted[0] == 0
+    assert counted[-1] == len(firsts)
