@@ -4,9 +4,9 @@ A publish runs under the publish lock (token + TTL, released only by its
 holder: redis-py's ``Lock``) and has three steps:
 
 1. write everything of the new version under temporary keys that carry a
-   TTL, the sorted sets as ZADD commands packed in bulk and sent in one
-   write (a crash here leaves the live version intact and the temporary
-   keys expire);
+   TTL, the sorted sets as ZADD commands packed in bulk and pipelined on one
+   connection (a crash here leaves the live version intact and the
+   temporary keys expire);
 2. swap them in with ``RENAME`` (and ``PERSIST``, since RENAME keeps the
    TTL) in one Lua script, atomic like ``MULTI/EXEC`` but checking every
    temporary key first: readers see the old or the new version, whole;
@@ -32,7 +32,7 @@ from blocklist.snapshot import Version, encode_version
 
 log = logging.getLogger(__name__)
 
-#: Sorted-set members per ZADD command (all commands go out in one write).
+#: Sorted-set members per ZADD command (the commands are pipelined).
 BATCH = 20_000
 _MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
 
@@ -183,7 +183,7 @@ class RedisPublisher:
         return written
 
     async def _send_packed(self, commands: list[bytes]) -> None:
-        """Send pre-packed commands in one write on one connection; read every reply.
+        """Send pre-packed commands back to back on one connection; then read every reply.
 
         redis-py packs each argument in Python (about 7 us per member); the
         range members are packed here in bulk instead. A connection that
@@ -194,7 +194,11 @@ class RedisPublisher:
         pool = self._client.connection_pool
         connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         try:
-            await connection.send_packed_command(b"".join(commands))
+            # One write per command, each under the socket timeout: a single
+            # write of a ten-million-range version would take longer than it.
+            # Replies (a few bytes each) are read after the last command.
+            for command in commands:
+                await connection.send_packed_command(command)
             for _ in commands:
                 await connection.read_response()  # raises ResponseError on an error reply
         except BaseException:
