@@ -10,7 +10,8 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Protocol
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
@@ -67,6 +68,16 @@ async def get_runtime(request: Request) -> Runtime:
 
 
 HolderDep = Annotated[VersionHolder, Depends(get_holder)]
+# Documented as what is accepted (one IPv4 or IPv6 address); the check itself
+# is the fast path's parser, so anything else still gets its 422 with a reason.
+IpParam = Annotated[
+    str,
+    Path(
+        description="One IPv4 or IPv6 address; `::ffff:a.b.c.d` is looked up as IPv4.",
+        examples=["1.2.3.4", "2001:db8::1"],
+        json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    ),
+]
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
@@ -83,7 +94,7 @@ RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
     },
     tags=["lookup"],
 )
-async def check_ip(ip: str, request: Request, holder: HolderDep) -> Response:
+async def check_ip(ip: IpParam, request: Request, holder: HolderDep) -> Response:
     """Answer ``{"blocked": true}`` or ``{"blocked": false}``.
 
     The served version's number is in the ``X-Blocklist-Version`` header.
@@ -149,7 +160,7 @@ async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/metrics", tags=["status"], summary="Prometheus metrics.")
+@router.get("/metrics", tags=["status"], summary="Prometheus metrics.", response_class=PlainTextResponse)
 def metrics(request: Request) -> Response:
     """Request, lookup, version and sync metrics in Prometheus text format."""
     registries: tuple[CollectorRegistry, ...] = request.app.state.registries
