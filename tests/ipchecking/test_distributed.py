@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from blocklist import rediskeys as keys
 from blocklist.settings import Settings
 from blocklistupdater.redispublish import RedisPublisher
 from ipchecking.app import create_app
@@ -103,3 +105,37 @@ def test_no_redis_at_start_answers_503_with_a_reason() -> None:
             assert (await client.get("/status")).json()["redis"]["reachable"] is False
 
     asyncio.run(scenario())
+
+
+def test_a_version_published_without_its_announcement_is_found_by_the_poll(tmp_path: Path) -> None:
+    """The updater died after the swap, before announcing: replicas still get the version."""
+    with redis_server(tmp_path / "primary") as primary:
+
+        async def scenario() -> None:
+            writer = Redis.from_url(primary.url)
+            await RedisPublisher(writer).publish(make_version(1, "1.2.3.4"))
+            settings = Settings(redis_url=primary.url, version_poll_interval=0.3, redis_timeout=0.5)
+            async with running(create_app(settings)) as client:
+
+                async def never_announced(channel: str, message: str) -> int:
+                    raise RedisConnectionError("updater died before announcing")
+
+                listener = Redis.from_url(primary.url).pubsub()
+                await listener.subscribe(keys.ANNOUNCE)
+                writer.publish = never_announced  # type: ignore[method-assign]
+                await RedisPublisher(writer).publish(make_version(2, "9.9.9.9"))
+
+                async def serves_v2() -> bool:
+                    response = await client.get("/check_ip/9.9.9.9")
+                    return response.headers.get("x-blocklist-version") == "2"
+
+                delay = await until(serves_v2, limit=3)
+                assert (await client.get("/check_ip/9.9.9.9")).json() == {"blocked": True}
+                print(f"found by the poll after {delay:.3f}s")
+                # Nothing was announced: only the poll can have delivered it.
+                message = await listener.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                assert message is None
+                await listener.aclose()
+            await writer.aclose()
+
+        asyncio.run(scenario())
