@@ -218,6 +218,13 @@ class Settings(BaseSettings):
     server: Literal["uvicorn", "granian"] = Field(
         default="uvicorn", description="HTTP server of python -m ipchecking (--server overrides)."
     )
+    api_keys: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), description="SHA-256 hex digests of the accepted API keys, comma-separated."
+    )
+    protect: Literal["none", "status", "all"] = Field(
+        default="none",
+        description="Endpoints behind an API key: status (status, metrics, docs) or all (also check_ip).",
+    )
 
     @field_validator("feeds", mode="before")
     @classmethod
@@ -242,6 +249,20 @@ class Settings(BaseSettings):
             out[name.strip()] = parse_duration(duration)
         return out
 
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _parse_api_keys(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        digests = tuple(
+            filter(None, (item.strip().lower().removeprefix("sha256:") for item in value.split(",")))
+        )
+        for digest in digests:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                # Never echo the value: it may be a key pasted by mistake.
+                raise ConfigError("BLOCKLIST_API_KEYS holds SHA-256 hex digests of keys, not keys")
+        return digests
+
     @field_validator("refresh_interval", mode="before")
     @classmethod
     def _parse_refresh(cls, value: object) -> object:
@@ -252,6 +273,8 @@ class Settings(BaseSettings):
         unknown = set(self.feed_intervals) - {f.name for f in self.feeds}
         if unknown:
             raise ConfigError(f"feed intervals name unknown feeds: {sorted(unknown)}")
+        if self.protect != "none" and not self.api_keys:
+            raise ConfigError(f"BLOCKLIST_PROTECT={self.protect} needs BLOCKLIST_API_KEYS")
         return self
 
     @property
@@ -273,4 +296,9 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        raise ConfigError(str(exc)) from None
+        # Without the rejected values: one may be a secret (a key, a password).
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}"
+            for e in exc.errors(include_input=False)
+        )
+        raise ConfigError(problems) from None

@@ -21,6 +21,7 @@ from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTO
 from blocklist import __version__
 from blocklist.settings import Settings
 from ipchecking import routes
+from ipchecking.auth import ApiKeys
 from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
@@ -104,7 +105,7 @@ def create_app(
     api.state.live = live
     api.include_router(routes.router)
     api.add_exception_handler(Exception, _internal_error)
-    return FastPathApp(api, holder, stats, live)
+    return FastPathApp(api, holder, stats, live, ApiKeys.from_settings(settings))
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -15,6 +15,7 @@ from time import perf_counter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ipchecking.answers import check_ip, check_ip_live
+from ipchecking.auth import UNAUTHORIZED_BODY, UNAUTHORIZED_HEADERS, ApiKeys
 from ipchecking.holder import VersionHolder
 from ipchecking.live import LiveRuntime
 from ipchecking.metrics import RequestStats, RouteStats
@@ -28,16 +29,23 @@ class FastPathApp:
     """ASGI app: fast ``/check_ip/`` in front, ``app`` for the rest.
 
     Lookups are answered from ``holder`` (local), or by asking Redis when a
-    ``live`` runtime is given.
+    ``live`` runtime is given. ``keys`` says which requests need an API key
+    (default: none); a request without a valid one gets 401.
     """
 
     def __init__(
-        self, app: ASGIApp, holder: VersionHolder, stats: RequestStats, live: LiveRuntime | None = None
+        self,
+        app: ASGIApp,
+        holder: VersionHolder,
+        stats: RequestStats,
+        live: LiveRuntime | None = None,
+        keys: ApiKeys | None = None,
     ) -> None:
         self.app = app
         self.holder = holder
         self.stats = stats
         self.live = live
+        self.keys = keys or ApiKeys((), "none")
         # Looked up once per request: cached here, not rebuilt from labels.
         self._lookups = stats.lookups
         self._check_routes: dict[tuple[str, int], RouteStats] = {}
@@ -51,6 +59,9 @@ class FastPathApp:
         method: str = scope["method"]
         start = perf_counter()
         if path.startswith(CHECK_PREFIX) and (method in {"GET", "HEAD"}):
+            if self.keys.protects_lookups and not self.keys.allows(scope["headers"]):
+                await self._unauthorized(send, CHECK_ROUTE, method, start)
+                return
             if self.live is None:
                 status, headers, body, result = check_ip(self.holder, path[_PREFIX_LEN:])
             else:
@@ -62,6 +73,9 @@ class FastPathApp:
             if route is None:
                 route = self._check_routes[method, status] = self.stats.route(CHECK_ROUTE, method, status)
             route.observe(perf_counter() - start)
+            return
+        if self.keys.needs_key(path, lookup=False) and not self.keys.allows(scope["headers"]):
+            await self._unauthorized(send, "<unauthorized>", method, start)
             return
         status_seen = 500
 
@@ -77,3 +91,8 @@ class FastPathApp:
             route = scope.get("route")
             name = getattr(route, "path", None) or "<unmatched>"
             self.stats.route(name, method, status_seen).observe(perf_counter() - start)
+
+    async def _unauthorized(self, send: Send, route: str, method: str, start: float) -> None:
+        await send({"type": "http.response.start", "status": 401, "headers": UNAUTHORIZED_HEADERS})
+        await send({"type": "http.response.body", "body": UNAUTHORIZED_BODY if method != "HEAD" else b""})
+        self.stats.route(route, method, 401).observe(perf_counter() - start)
