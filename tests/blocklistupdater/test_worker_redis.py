@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -54,6 +55,19 @@ def run_module(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
         timeout=60,
         check=False,
     )
+
+
+@contextmanager
+def worker_process(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The long-running worker as a process logging to ``log_path``; killed if still running at exit."""
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
+    try:
+        yield worker
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
 
 
 def wait_for(predicate: object, limit: float = 10.0) -> None:
@@ -126,9 +140,7 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
     other = {**env, "BLOCKLIST_WORKER_ID": "updater-b"}
     assert run_module(env, "--check").returncode == 1
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
-    try:
+    with worker_process(env, log_path) as worker:
         wait_for(lambda: run_module(env, "--check").returncode == 0, limit=20)
         # Each worker probes its own key: another worker's beat proves nothing.
         assert run_module(other, "--check").returncode == 1
@@ -137,10 +149,6 @@ def test_check_follows_the_heartbeat_of_a_running_worker(
         assert "blocklist_published_version 1.0" in metrics
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=20) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     # A clean stop removes the heartbeat at once rather than waiting for its TTL.
     assert run_module(env, "--check").returncode == 1
     output = log_path.read_text()
@@ -163,9 +171,7 @@ def test_long_running_worker_waits_for_redis_then_publishes(tmp_path: Path, shar
     env["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
     env["BLOCKLIST_FEEDS"] = env["BLOCKLIST_FEEDS"].replace("ipsum=ipsum:", "drop=spamhaus:")
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
-    try:
+    with worker_process(env, log_path) as worker:
         wait_for(lambda: "redis not reachable at start; waiting" in log_path.read_text(), limit=20)
         assert worker.poll() is None
         with redis_server(tmp_path / "late-redis", port=port) as late:
@@ -176,23 +182,13 @@ def test_long_running_worker_waits_for_redis_then_publishes(tmp_path: Path, shar
                 client.close()
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=20) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
     assert "Traceback" not in log_path.read_text()
 
 
 def test_worker_stopped_while_waiting_for_redis_exits_0(tmp_path: Path, shared_data: Path) -> None:
     env = worker_env(tmp_path, primary=None, feed=shared_data / "ipsum" / "ipsum-2026-08-22.txt")
     log_path = tmp_path / "worker.log"
-    with log_path.open("wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "blocklistupdater"], env=env, stdout=log, stderr=log)
-    try:
+    with worker_process(env, log_path) as worker:
         wait_for(lambda: "redis not reachable at start; waiting" in log_path.read_text(), limit=20)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
