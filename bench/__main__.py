@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other: ``python -m bench``.
 
-    .venv/bin/python -m bench                      # the full suite (about 25 minutes; 10M ranges included)
-    .venv/bin/python -m bench --quick              # every benchmark at a tiny size (a smoke run, ~2 minutes)
+    .venv/bin/python -m bench              # the full suite, about 30 minutes (10M ranges, a 4-minute soak)
+    .venv/bin/python -m bench --quick      # every benchmark at a tiny size (a smoke run, ~2 minutes)
     .venv/bin/python -m bench --only http_throughput,layers
 
 Each benchmark runs as its own process (so none inherits another's memory
@@ -30,6 +30,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "distributed": (["--rounds", "5", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "startup_memory": (["--rounds", "5"], ["--rounds", "1"]),
     "scale": (["--json", "{json}"], ["--quick", "--json", "{json}"]),
+    "soak": (["--duration", "240", "--interval", "2", "--json", "{json}"], ["--quick", "--json", "{json}"]),
 }
 
 

@@ -25,7 +25,7 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    for name in ("layers", "http_throughput", "distributed", "startup_memory", "scale"):
+    for name in ("layers", "http_throughput", "distributed", "startup_memory", "scale", "soak"):
         assert f"== bench.{name}: exit 0" in result.stdout
     throughput = json.loads((tmp_path / "http_throughput.json").read_text())
     assert set(throughput) == {
@@ -34,3 +34,7 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     }  # fmt: skip
     # Every configuration answered every request with a 2xx.
     assert all(run["errors"] == 0 for run in throughput.values()), throughput
+    # The soak checked every answer against the version it came from, through a Redis restart.
+    soak = json.loads((tmp_path / "soak.json").read_text())
+    assert soak["wrong_answers"] == 0
+    assert soak["outcomes"] == {"ok": soak["requests"]}
