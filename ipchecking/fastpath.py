@@ -23,6 +23,7 @@ from ipchecking.metrics import RequestStats, RouteStats
 CHECK_PREFIX = "/check_ip/"
 CHECK_ROUTE = "/check_ip/{ip}"
 _PREFIX_LEN = len(CHECK_PREFIX)
+_ROUTE_LABELS = {"/check_ip/{ip:path}": CHECK_ROUTE}
 
 
 class FastPathApp:
@@ -90,6 +91,8 @@ class FastPathApp:
         finally:
             route = scope.get("route")
             name = getattr(route, "path", None) or "<unmatched>"
+            # The documented route is declared as {ip:path}; label it as the fast path does.
+            name = _ROUTE_LABELS.get(name, name)
             self.stats.route(name, method, status_seen).observe(perf_counter() - start)
 
     async def _unauthorized(self, send: Send, route: str, method: str, start: float) -> None:

@@ -208,6 +208,7 @@ def test_metrics_count_lookups_and_requests(tmp_path: Path) -> None:
             await client.get("/check_ip/5.6.7.8")
             await client.get("/check_ip/5.6.7.8")
             await client.get("/check_ip/bad")
+            await client.post("/check_ip/1.2.3.4")
             text = (await client.get("/metrics")).text
             assert 'blocklist_lookups_total{result="blocked"} 1.0' in text
             assert 'blocklist_lookups_total{result="allowed"} 2.0' in text
@@ -215,6 +216,11 @@ def test_metrics_count_lookups_and_requests(tmp_path: Path) -> None:
             assert (
                 'blocklist_http_requests_total{method="GET",route="/check_ip/{ip}",status="200"} 3.0'
             ) in text
+            # Methods the fast path passes on carry the same route label.
+            assert (
+                'blocklist_http_requests_total{method="POST",route="/check_ip/{ip}",status="405"} 1.0' in text
+            )
+            assert "{ip:path}" not in text
             assert 'route="/readyz"' in text
             assert "blocklist_version 1.0" in text
             assert 'blocklist_feed_age_seconds{feed="local"}' in text
