@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -192,3 +193,41 @@ def test_worker_stopped_while_waiting_for_redis_exits_0(tmp_path: Path, shared_d
         wait_for(lambda: "redis not reachable at start; waiting" in log_path.read_text(), limit=20)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=10) == 0
+
+
+def test_two_updaters_at_once_publish_each_version_exactly_once(
+    tmp_path: Path, shared_data: Path, primary_and_replica: tuple[RedisServer, RedisServer]
+) -> None:
+    """Two real workers race: the lock serializes them, no number is published twice."""
+    primary, _ = primary_and_replica
+    feed = shared_data / "ipsum" / "ipsum-2026-08-22.txt"
+    envs = [
+        {**worker_env(tmp_path / name, primary, feed), "BLOCKLIST_WORKER_ID": name} for name in ("one", "two")
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "blocklistupdater", "--once"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True,
+        )
+        for env in envs
+    ]  # fmt: skip
+    outputs = [proc.communicate(timeout=90) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outputs
+    published = [
+        json.loads(line)["version"]
+        for _, err in outputs
+        for line in err.splitlines()
+        if '"version published to redis"' in line
+    ]
+    print(f"published: {published}")
+    assert published, outputs
+    assert len(published) == len(set(published)), f"a number was published twice: {published}"
+    client = redis.Redis.from_url(primary.url)
+    try:
+        live = decode_version(client.get(keys.SNAPSHOT))  # type: ignore[arg-type]
+        assert live.number == max(published)
+        assert int(client.hget(keys.META, "number")) == live.number  # type: ignore[arg-type]
+        assert client.hget(keys.META, "checksum").decode() == live.checksum  # type: ignore[union-attr]
+        assert live.feeds[0].entries == 120430
+    finally:
+        client.close()
