@@ -38,7 +38,7 @@ from ipchecking.statusviews import feed_summary, version_summary
 log = logging.getLogger(__name__)
 
 Headers = list[tuple[bytes, bytes]]
-#: Connections opened at start: one per lookup batch in flight, plus the poll.
+#: Connections opened at start, so the first concurrent batches and the poll find them open.
 WARM_CONNECTIONS = 5
 #: Consequence logged when Redis fails a live lookup.
 _ON_FAILURE = "live lookups answer 503 until it is back"
