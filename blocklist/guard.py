@@ -5,21 +5,24 @@ last good one. Pure functions: the caller decides what to do on refusal
 
 from __future__ import annotations
 
-from blocklist.addresses import V4, V4_MAX, V6, format_address, parse_network
+from blocklist.addresses import V4, V6, format_address, parse_network
 from blocklist.errors import FeedRefused
 from blocklist.feedparsers import FamilyEntries, ParsedFeed
+from blocklist.index import mapped_ipv4
 
 #: Address space no client on the internet comes from (RFC 6890 and IANA's
 #: special-purpose registries): an entry listing it blocks no one, however
 #: broad (FireHOL level 1 lists 224.0.0.0/3, 0.0.0.0/8, 10.0.0.0/8).
-_NOT_GLOBAL_V4 = (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
-    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
-    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3",
+_NOT_GLOBAL_V4 = tuple(
+    parse_network(text)[1:]
+    for text in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+        "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/3",
+    )
 )  # fmt: skip
 #: IPv6 clients on the internet come from global unicast, 2000::/3.
-_GLOBAL_V6 = "2000::/3"
-_MAPPED = 0xFFFF << 32
+_GLOBAL_V6 = parse_network("2000::/3")[1:]
 
 
 def check_feed(
@@ -44,7 +47,7 @@ def check_feed(
     if parsed.entries == 0:
         raise FeedRefused("feed has no entries")
     # IPv6 entries over ::ffff:0:0/96 also cover the IPv4 clients they map.
-    mapped = _mapped_part(parsed.v6)
+    mapped = mapped_ipv4(parsed.v6)
     checks = ((V4, parsed.v4, broadest_v4), (V4, mapped, broadest_v4), (V6, parsed.v6, broadest_v6))
     for family, entries, broadest in checks:
         broad = over_broad_entries(entries, family, broadest)
@@ -81,18 +84,8 @@ def _global_size(family: int, first: int, last: int) -> int:
     """Addresses of ``first..last`` that an internet client could have."""
     if family == V4:
         size = last - first + 1
-        for text in _NOT_GLOBAL_V4:
-            _, low, high = parse_network(text)
+        for low, high in _NOT_GLOBAL_V4:
             size -= max(0, min(last, high) - max(first, low) + 1)
         return size
-    _, low, high = parse_network(_GLOBAL_V6)
+    low, high = _GLOBAL_V6
     return max(0, min(last, high) - max(first, low) + 1)
-
-
-def _mapped_part(v6: FamilyEntries) -> FamilyEntries:
-    mapped = FamilyEntries()
-    low, high = _MAPPED, _MAPPED | V4_MAX
-    for first, last in zip(v6.firsts, v6.lasts, strict=True):
-        if first <= high and last >= low:
-            mapped.append(max(first, low) - low, min(last, high) - low, 0)
-    return mapped

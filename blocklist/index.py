@@ -109,21 +109,28 @@ def compile_index(
     return RangeIndex(names, v4, v6)
 
 
-def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
-    """``v4`` plus the IPv4 part of any IPv6 range covering ``::ffff:0:0/96``.
+def mapped_ipv4(v6: FamilyEntries) -> FamilyEntries:
+    """The IPv4 part (with scores) of the IPv6 entries overlapping ``::ffff:0:0/96``.
 
     Clients' IPv4-mapped addresses are looked up as IPv4, so an IPv6 entry
-    such as ``::/0`` must also cover them there.
+    such as ``::/0`` covers those IPv4 addresses too.
     """
-    extra = [
-        (max(first, _MAPPED_FIRST) - _MAPPED_FIRST, min(last, _MAPPED_LAST) - _MAPPED_FIRST, score)
-        for first, last, score in zip(v6.firsts, v6.lasts, v6.scores, strict=True)
-        if first <= _MAPPED_LAST and last >= _MAPPED_FIRST
-    ]
-    if not extra:
+    mapped = FamilyEntries()
+    for first, last, score in zip(v6.firsts, v6.lasts, v6.scores, strict=True):
+        if first <= _MAPPED_LAST and last >= _MAPPED_FIRST:
+            mapped.append(
+                max(first, _MAPPED_FIRST) - _MAPPED_FIRST, min(last, _MAPPED_LAST) - _MAPPED_FIRST, score
+            )
+    return mapped
+
+
+def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
+    """``v4`` plus :func:`mapped_ipv4` of ``v6``."""
+    extra = mapped_ipv4(v6)
+    if not len(extra):
         return v4
     merged = FamilyEntries(list(v4.firsts), list(v4.lasts), list(v4.scores))
-    for first, last, score in extra:
+    for first, last, score in zip(extra.firsts, extra.lasts, extra.scores, strict=True):
         merged.append(first, last, score)
     return merged
 
