@@ -4,9 +4,9 @@
 from Redis so numbering continues, restores its local state, then either
 syncs once (``once=True``) or runs the scheduler with a heartbeat until
 ``stop`` is set (SIGTERM in ``__main__``). A long-running worker waits for
-Redis at start (capped backoff); ``--once`` fails at once without it. With ``BLOCKLIST_METRICS_PORT``
-it serves Prometheus ``/metrics`` (sync outcomes, published version) on
-that port. Everything is closed on exit.
+Redis at start (capped backoff); ``--once`` fails at once without it. With
+``BLOCKLIST_METRICS_PORT`` it serves Prometheus ``/metrics`` (sync
+outcomes, published version) on that port. Everything is closed on exit.
 """
 
 from __future__ import annotations

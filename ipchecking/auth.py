@@ -51,10 +51,11 @@ class ApiKeys:
         """The rule ``BLOCKLIST_API_KEYS`` and ``BLOCKLIST_PROTECT`` describe."""
         return cls(settings.api_keys, settings.protect)
 
-    def needs_key(self, path: str, *, lookup: bool) -> bool:
-        """True if a request for ``path`` (``lookup``: a /check_ip one) must present a key."""
-        if lookup:
-            return self.protects_lookups
+    def needs_key(self, path: str) -> bool:
+        """True if a request for ``path``, other than a lookup, must present a key.
+
+        Lookups need one exactly when ``protects_lookups`` is set.
+        """
         return self.protects_status and path not in OPEN_PATHS
 
     def allows(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:

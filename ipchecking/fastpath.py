@@ -75,7 +75,7 @@ class FastPathApp:
                 route = self._check_routes[method, status] = self.stats.route(CHECK_ROUTE, method, status)
             route.observe(perf_counter() - start)
             return
-        if self.keys.needs_key(path, lookup=False) and not self.keys.allows(scope["headers"]):
+        if self.keys.needs_key(path) and not self.keys.allows(scope["headers"]):
             await self._unauthorized(send, "<unauthorized>", method, start)
             return
         status_seen = 500

@@ -41,7 +41,7 @@ class Served:
     allowed_headers: list[tuple[bytes, bytes]]
 
     @classmethod
-    def of(cls, version: Version, cache: bytes = b"max-age=300") -> Served:
+    def of(cls, version: Version, cache: bytes) -> Served:
         """Precompute the hot-path view of ``version``; ``cache`` is the Cache-Control value."""
         number = str(version.number).encode()
 
