@@ -40,7 +40,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -56,7 +55,7 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 
 from bench.versions import IPSUM, ROOT, ipsum_addresses, ipsum_version
-from tests.redisserver import RedisServer, free_port, redis_server
+from tests.redisserver import RedisServer, free_port, redis_server, stop_process
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONFIGS = (
@@ -238,12 +237,7 @@ def running(name: str, tmp: Path, redis_url: str | None) -> Iterator[tuple[str, 
             time.sleep(0.1)
         yield base, proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=15)
         log.close()
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 
 from bench.versions import IPSUM
-from tests.redisserver import free_port
+from tests.redisserver import free_port, stop_process
 
 
 def rss_mib(pid: int) -> float:
@@ -67,8 +67,7 @@ def start_and_measure(feed: Path, state: Path) -> tuple[float, float]:
         time.sleep(1.0)  # let the background restore/sync settle before reading memory
         return ready, rss_mib(proc.pid)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop_process(proc, timeout=15)
 
 
 def main() -> None:

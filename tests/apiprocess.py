@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.redisserver import free_port
+from tests.redisserver import free_port, stop_process
 
 
 @contextmanager
@@ -30,13 +29,8 @@ def server(env: dict[str, str], log_path: Path) -> Iterator[tuple[str, subproces
         try:
             yield f"http://127.0.0.1:{port}", proc
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            # Longer than the server's own 10 s graceful shutdown.
+            stop_process(proc, timeout=15)
 
 
 def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> float:

@@ -59,10 +59,13 @@ def _wait_for_initial_sync(port: int, deadline: float) -> None:
         client.close()
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM ``proc`` and wait up to ``timeout`` seconds for it to exit, then SIGKILL it."""
+    if proc.poll() is not None:
+        return
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -95,7 +98,7 @@ def redis_server(
             _wait_for_initial_sync(port, deadline)
         yield RedisServer(port, proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @dataclass
@@ -139,7 +142,7 @@ def sentinel_server(
             time.sleep(0.02)
         yield SentinelServer(port, proc)
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @contextmanager
