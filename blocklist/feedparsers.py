@@ -6,8 +6,9 @@ list of one address, CIDR or ``begin-end`` range per line. All are pure
 functions of the bytes handed in: no I/O.
 
 Rules common to all formats: blank lines and lines starting with ``#`` or
-``;`` are comments, never entries; an inline comment after the entry is
-ignored; a line that is not a valid entry is counted as malformed and
+``;`` are comments, never entries; an inline comment after the entry (a
+Spamhaus ``SBLnnn``, a netset's note) becomes the entry's label, and
+ipsum's count is its label too; a line that is not a valid entry is counted as malformed and
 sampled for the report, and the whole feed is refused only when malformed
 lines are at least as many as valid ones (an HTML error page served with status 200, say).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 import enum
 import gzip
 import io
+import sys
 import zlib
 from array import array
 from collections.abc import MutableSequence
@@ -31,6 +33,9 @@ MAX_SCORE = 0xFFFF
 _SAMPLE_LIMIT = 5
 _SAMPLE_WIDTH = 80
 _DETECT_LINES = 200
+#: Labels are cut to this many characters.
+LABEL_WIDTH = 100
+_CONTROL = dict.fromkeys([*range(0x20), *range(0x7F, 0xA0)])
 
 
 class FeedFormat(enum.StrEnum):
@@ -45,16 +50,20 @@ class FeedFormat(enum.StrEnum):
 
 @dataclass(slots=True)
 class FamilyEntries:
-    """Ranges of one address family, as parallel lists (first, last, score).
+    """Ranges of one address family, as parallel lists (first, last, score, label).
 
     A score of 0 means the feed gives no score for the entry. The updater
     keeps every feed's entries for rebuilds, so :meth:`for_family` stores
-    IPv4 bounds in 4-byte arrays rather than lists of ints.
+    IPv4 bounds in 4-byte arrays rather than lists of ints. ``labels`` is
+    empty while no entry has a label (most lists), else parallel to the
+    others with ``""`` for an entry without one; read it with :meth:`label`.
+    Labels are text from the feed, untrusted (see :func:`clean_label`).
     """
 
     firsts: MutableSequence[int] = field(default_factory=list)
     lasts: MutableSequence[int] = field(default_factory=list)
     scores: MutableSequence[int] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
 
     @classmethod
     def for_family(cls, family: int) -> FamilyEntries:
@@ -66,11 +75,18 @@ class FamilyEntries:
     def __len__(self) -> int:
         return len(self.firsts)
 
-    def append(self, first: int, last: int, score: int) -> None:
-        """Add one inclusive range ``first..last`` with its score."""
+    def append(self, first: int, last: int, score: int, label: str = "") -> None:
+        """Add one inclusive range ``first..last`` with its score and label."""
+        if self.labels or label:
+            self.labels.extend([""] * (len(self.firsts) - len(self.labels)))
+            self.labels.append(label)
         self.firsts.append(first)
         self.lasts.append(last)
         self.scores.append(score)
+
+    def label(self, position: int) -> str:
+        """The label of the entry at ``position``; ``""`` if it has none."""
+        return self.labels[position] if self.labels else ""
 
 
 @dataclass(slots=True)
@@ -165,24 +181,42 @@ def parse_feed(data: bytes, fmt: FeedFormat = FeedFormat.AUTO, *, max_size: int)
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
-        fields = line.split("#", 1)[0].split(";", 1)[0].split()
+        entry, label = _split_comment(line)
+        fields = entry.split()
         try:
             if not fields or (not scored and len(fields) > 1):
                 raise InvalidAddress("unexpected text after the entry")
             family, first, last = parse_network(fields[0])
-            score = _score(fields) if scored else 0
+            if scored:
+                score = _score(fields)
+                label = str(score)
+            else:
+                score = 0
         except (InvalidAddress, ValueError):
             feed.malformed += 1
             if len(feed.malformed_samples) < _SAMPLE_LIMIT:
                 feed.malformed_samples.append(f"line {lineno}: {raw[:_SAMPLE_WIDTH]!r}")
             continue
-        (v4 if family == V4 else v6).append(first, last, score)
+        (v4 if family == V4 else v6).append(first, last, score, label)
     if feed.malformed and feed.malformed >= feed.entries:
         raise FeedParseError(
             f"{feed.malformed} of {feed.malformed + feed.entries} entry lines are malformed "
             f"(not a {fmt} list?); first: {feed.malformed_samples[0]}"
         )
     return feed
+
+
+def clean_label(text: str) -> str:
+    """``text`` as a label: control characters removed, stripped, cut to :data:`LABEL_WIDTH`."""
+    return text.translate(_CONTROL).strip()[:LABEL_WIDTH].strip()
+
+
+def _split_comment(line: str) -> tuple[str, str]:
+    """The entry part of a line and its inline comment (after ``#`` or ``;``), cleaned."""
+    cut = min((i for i in (line.find("#"), line.find(";")) if i >= 0), default=-1)
+    if cut < 0:
+        return line, ""
+    return line[:cut], sys.intern(clean_label(line[cut + 1 :]))
 
 
 def _score(fields: list[str]) -> int:

@@ -50,6 +50,17 @@ def history_snapshot_key(number: int) -> str:
     return f"{PREFIX}history:{number}"
 
 
+#: The address history (see :mod:`blocklist.history`): the version catalog
+#: (hash: number -> record) and its metadata (horizon, highest number).
+TIMELINE_VERSIONS: Final = PREFIX + "timeline:versions"
+TIMELINE_META: Final = PREFIX + "timeline:meta"
+
+
+def timeline_key(kind: str, feed: str) -> str:
+    """A feed's history structure: ``records`` and ``opens`` (hashes), ``bounds`` (sorted set)."""
+    return f"{PREFIX}timeline:{kind}:{feed}"
+
+
 def temp_key(token: str, name: str) -> str:
     """A key of a version being written; it carries a TTL until swapped in."""
     return f"{PREFIX}tmp:{token}:{name}"

@@ -209,6 +209,14 @@ class Settings(BaseSettings):
         default=5.0, gt=0, description="Fallback poll of the live version number, s."
     )
     keep_versions: int = Field(default=5, ge=1, description="Versions kept in Redis for history.")
+    history_retention: Annotated[dict[str, float], NoDecode] = Field(
+        default_factory=lambda: {"": 90 * 86400.0},
+        description=(
+            "How long history (intervals, diffs, versions, labels) is kept after it ends: a duration "
+            "('90d'; '0' keeps everything), optionally with per-feed overrides ('90d,ipsum=30d')."
+        ),
+    )
+    history_purge_interval: float = Field(default=3600.0, gt=0, description="How often history is purged, s.")
     heartbeat_ttl: float = Field(default=60.0, gt=0, description="Worker heartbeat lifetime, s.")
     log_level: str = "INFO"
     access_log: bool = Field(default=False, description="One log line per request (costly).")
@@ -249,6 +257,19 @@ class Settings(BaseSettings):
             out[name.strip()] = parse_duration(duration)
         return out
 
+    @field_validator("history_retention", mode="before")
+    @classmethod
+    def _parse_retention(cls, value: object) -> object:
+        if isinstance(value, int | float):
+            value = str(value)
+        if not isinstance(value, str):
+            return value
+        out: dict[str, float] = {"": 90 * 86400.0}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            name, _, duration = item.rpartition("=")
+            out[name.strip()] = 0.0 if duration.strip() in {"0", "0s", "0d"} else parse_duration(duration)
+        return out
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _parse_api_keys(cls, value: object) -> object:
@@ -263,7 +284,7 @@ class Settings(BaseSettings):
                 raise ConfigError("BLOCKLIST_API_KEYS holds SHA-256 hex digests of keys, not keys")
         return digests
 
-    @field_validator("refresh_interval", mode="before")
+    @field_validator("refresh_interval", "history_purge_interval", mode="before")
     @classmethod
     def _parse_refresh(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str | int | float) else value
@@ -273,6 +294,9 @@ class Settings(BaseSettings):
         unknown = set(self.feed_intervals) - {f.name for f in self.feeds}
         if unknown:
             raise ConfigError(f"feed intervals name unknown feeds: {sorted(unknown)}")
+        unknown = set(self.history_retention) - {f.name for f in self.feeds} - {""}
+        if unknown:
+            raise ConfigError(f"history retention names unknown feeds: {sorted(unknown)}")
         if self.protect != "none" and not self.api_keys:
             raise ConfigError(f"BLOCKLIST_PROTECT={self.protect} needs BLOCKLIST_API_KEYS")
         return self
@@ -281,6 +305,10 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no Redis is configured: one self-contained process."""
         return not (self.redis_url or self.redis_sentinels)
+
+    def retention_for(self, feed: str) -> float:
+        """How long ``feed``'s history is kept, seconds; 0 keeps everything."""
+        return self.history_retention.get(feed, self.history_retention.get("", 0.0))
 
     def interval_for(self, feed: FeedSpec) -> float:
         """Refresh interval of one feed, seconds."""

@@ -20,10 +20,15 @@ import json
 import sys
 from array import array
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blocklist.errors import SnapshotError
 from blocklist.index import FamilyIndex, RangeIndex
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from blocklist.history import FeedContent
 
 MAGIC = b"BLOCKLIST-SNAPSHOT\x00v1\n"
 _LITTLE = sys.byteorder == "little"
@@ -69,6 +74,9 @@ class Version:
     index: RangeIndex
     checksum: str = field(default="")
     min_score: int = 0
+    #: What history records of this version, per feed (set by the updater
+    #: for its publisher; never encoded, dropped before serving).
+    history: Mapping[str, FeedContent] | None = field(default=None, compare=False, repr=False)
 
     @property
     def bootstrap(self) -> bool:

@@ -29,6 +29,7 @@ from redis.typing import EncodableT, FieldT
 from blocklist import rediskeys as keys
 from blocklist.errors import BlocklistError
 from blocklist.snapshot import Version, encode_version
+from blocklistupdater.redishistory import APPLY_LUA, live_change, stage, timeline_max
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +56,22 @@ def zadd_command(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence
     return head + b"".join([member % pair for pair in zip(firsts, lasts, strict=True)])
 
 
-# KEYS: (temp, live) pairs, then live keys to delete, then META, HISTORY.
-# ARGV: number of pairs, number of deletions, the new version number.
-_SWAP_SCRIPT = """
+# KEYS: (temp, live) pairs, then live keys to delete, then META, HISTORY,
+# then the history change's (temp, target) pairs and TIMELINE_META.
+# ARGV: number of pairs, number of deletions, the new version number, the
+# number of history operations, then their names.
+_SWAP_SCRIPT = (
+    APPLY_LUA
+    + """
 local pairs, drops, number = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local timeline = tonumber(ARGV[4])
 for i = 1, pairs do
   if redis.call('EXISTS', KEYS[2 * i - 1]) == 0 then
     return redis.error_reply('temporary key missing: ' .. KEYS[2 * i - 1])
   end
 end
+local missing = check_history(2 * pairs + drops + 3, timeline)
+if missing then return redis.error_reply(missing) end
 local meta, history = KEYS[2 * pairs + drops + 1], KEYS[2 * pairs + drops + 2]
 local live = redis.call('HGET', meta, 'number')
 if live and tonumber(live) >= number then
@@ -77,8 +85,12 @@ for i = 1, drops do
   redis.call('DEL', KEYS[2 * pairs + i])
 end
 redis.call('ZADD', history, number, tostring(number))
+if timeline > 0 then
+  apply_history(2 * pairs + drops + 3, 5, timeline)
+end
 return number
 """
+)
 
 
 class PublishError(BlocklistError):
@@ -125,11 +137,16 @@ class RedisPublisher:
                 raise PublishError("another updater holds the publish lock; not published")
         try:
             live = await self._client.hget(keys.META, "number")
-            if live is not None and int(live) >= version.number:
-                version = dataclasses.replace(version, number=int(live) + 1)
+            # Imports take numbers from the same sequence as publishes.
+            above = max(int(live) if live is not None else -1, await timeline_max(self._client))
+            if above >= version.number:
+                version = dataclasses.replace(version, number=above + 1)
             token = secrets.token_hex(8)
+            change = await live_change(self._client, version, version.history)
+            version = dataclasses.replace(version, history=None)
             written = await self._write_temp(token, version)
-            await self._swap(token, version, written)
+            staged = await stage(self._client, token, change, self._temp_ttl) if change else ([], [])
+            await self._swap(token, version, written, staged)
         finally:
             try:
                 await lock.release()
@@ -207,7 +224,9 @@ class RedisPublisher:
         finally:
             await pool.release(connection)
 
-    async def _swap(self, token: str, version: Version, written: set[str]) -> None:
+    async def _swap(
+        self, token: str, version: Version, written: set[str], staged: tuple[list[str], list[str]]
+    ) -> None:
         """Swap the temporary keys in, all or nothing (one Lua script).
 
         MULTI/EXEC does not roll back when one RENAME fails (a temporary key
@@ -223,11 +242,12 @@ class RedisPublisher:
         }
         moves = [(keys.temp_key(token, n), target) for n, target in live.items() if n in written]
         drops = [target for n, target in live.items() if n not in written]
+        history_keys, ops = staged
         script_keys = [k for pair in moves for k in pair] + drops + [keys.META, keys.HISTORY]
+        script_keys += [*history_keys, keys.TIMELINE_META]
         try:
-            await self._client.eval(
-                _SWAP_SCRIPT, len(script_keys), *script_keys, len(moves), len(drops), version.number
-            )
+            counts = (len(moves), len(drops), version.number, len(ops))
+            await self._client.eval(_SWAP_SCRIPT, len(script_keys), *script_keys, *counts, *ops)
         except ResponseError as exc:
             raise PublishError(f"swap refused, live version untouched: {exc}") from None
 

@@ -29,6 +29,8 @@ FIRST_RETRY_DELAY = 60.0
 #: Job id of the start-up sync; a space keeps it apart from every feed name
 #: (feed jobs are keyed by feed name, and ``initial-sync`` is a valid one).
 INITIAL_SYNC_JOB = "initial sync"
+#: Job id of the history purge (run at start, then every purge interval).
+PURGE_JOB = "history purge"
 
 
 def backoff_delay(failures: int, interval: float, first: float = FIRST_RETRY_DELAY) -> float:
@@ -44,8 +46,9 @@ def backoff_delay(failures: int, interval: float, first: float = FIRST_RETRY_DEL
 class SyncScheduler:
     """Owns the APScheduler instance; create and start inside a running loop."""
 
-    def __init__(self, updater: Updater) -> None:
+    def __init__(self, updater: Updater, *, purge: Callable[[], Awaitable[object]] | None = None) -> None:
         self._updater = updater
+        self._purge = purge
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._stopping = False
         self.publish_failures = 0
@@ -70,7 +73,28 @@ class SyncScheduler:
             self._scheduler.add_job(
                 self._sync_all, id=INITIAL_SYNC_JOB, next_run_time=now, misfire_grace_time=None
             )
+        if self._purge is not None:
+            self._scheduler.add_job(
+                self._run_purge,
+                IntervalTrigger(seconds=settings.history_purge_interval, timezone=UTC),
+                id=PURGE_JOB,
+                next_run_time=now,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=None,
+            )
         self._scheduler.start()
+
+    async def _run_purge(self) -> None:
+        assert self._purge is not None
+        try:
+            await self._purge()
+        except asyncio.CancelledError:
+            if not self._stopping:
+                raise
+        except Exception:
+            # Retried at the next run; serving is not affected.
+            log.exception("history purge failed")
 
     def shutdown(self) -> None:
         """Stop scheduling; a sync in progress is abandoned with its task."""

@@ -15,14 +15,15 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from blocklist.bootstrap import BOOTSTRAP_DATE, bootstrap_source, read_bootstrap
 from blocklist.errors import FeedError, FeedParseError, FeedRefused, FetchError
 from blocklist.feedparsers import ParsedFeed, parse_feed
 from blocklist.guard import check_feed
-from blocklist.index import compile_index
+from blocklist.history import FeedContent, content_of
+from blocklist.index import RangeIndex, compile_index
 from blocklist.settings import PRESETS, FeedSpec, Settings
 from blocklist.snapshot import FeedInfo, Version, checksum_of
 from blocklistupdater import metrics
@@ -311,9 +312,7 @@ class Updater:
             if not ready:
                 return None
             min_score = self.settings.min_score
-            index = await asyncio.to_thread(
-                compile_index, {n: (p.v4, p.v6) for n, (p, _) in ready.items()}, min_score=min_score
-            )
+            index, contents = await asyncio.to_thread(_compile, ready, min_score)
             infos = tuple(info for _, info in ready.values())
             number = self.current.number + 1 if self.current else _first_number(infos)
             version = Version(
@@ -323,6 +322,7 @@ class Updater:
                 index=index,
                 checksum=checksum_of(index),
                 min_score=min_score,
+                history=contents,
             )
             if self.current is not None and _same_content(self.current, version):
                 # E.g. a restarted worker re-downloading what is already live.
@@ -344,6 +344,18 @@ class Updater:
                 extra={"version": number, "ranges": index.ranges, "feeds": list(ready)},
             )
             return version
+
+
+def _compile(
+    ready: Mapping[str, tuple[ParsedFeed, FeedInfo]], min_score: int
+) -> tuple[RangeIndex, dict[str, FeedContent]]:
+    """The index of every ready feed, and what history records of each (one thread hop)."""
+    index = compile_index({n: (p.v4, p.v6) for n, (p, _) in ready.items()}, min_score=min_score)
+    contents = {
+        name: content_of(parsed, min_score=min_score, sha256=info.sha256, source=info.source)
+        for name, (parsed, info) in ready.items()
+    }
+    return index, contents
 
 
 def _same_content(a: Version, b: Version) -> bool:

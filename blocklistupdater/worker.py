@@ -29,6 +29,7 @@ from blocklist.redisclient import RedisConnector, load_live_version
 from blocklist.settings import Settings
 from blocklist.snapshot import Version
 from blocklistupdater.fetcher import Fetcher
+from blocklistupdater.redishistory import purge_redis
 from blocklistupdater.redispublish import RedisPublisher
 from blocklistupdater.scheduler import SyncScheduler
 from blocklistupdater.statestore import StateStore
@@ -100,7 +101,7 @@ async def run_worker(
             outcomes = await updater.sync_once()
             good = all(o in (Outcome.UPDATED, Outcome.NOT_MODIFIED) for o in outcomes.values())
             return 0 if good and updater.current is not None else 1
-        scheduler = SyncScheduler(updater)
+        scheduler = SyncScheduler(updater, purge=lambda: purge_redis(client, settings, time.time()))
         scheduler.start()
         try:
             await _heartbeat_until(client, settings, stop)

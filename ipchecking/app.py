@@ -15,16 +15,18 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, CollectorRegistry
 
 from blocklist import __version__
 from blocklist.settings import Settings
-from ipchecking import routes
+from ipchecking import historyroutes, routes
 from ipchecking.auth import ApiKeys
 from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
+from ipchecking.historysource import RedisSource, SqliteSource
 from ipchecking.holder import VersionHolder
 from ipchecking.live import LiveRuntime
 from ipchecking.metrics import RedisCollector, RequestStats, VersionCollector
@@ -103,9 +105,23 @@ def create_app(
     api.state.registries = registries
     api.state.runtime = runtime
     api.state.live = live
+    api.state.history = (
+        SqliteSource(runtime.history)
+        if isinstance(runtime, EmbeddedRuntime)
+        else RedisSource(runtime.link.connector.reader)
+    )
     api.include_router(routes.router)
+    api.include_router(historyroutes.router)
     api.add_exception_handler(Exception, _internal_error)
+    api.add_exception_handler(RequestValidationError, _invalid_request)
     return FastPathApp(api, holder, stats, live, ApiKeys.from_settings(settings))
+
+
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """A bad query or path parameter: 422 in the service's own error shape, not FastAPI's."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or str(exc)
+    return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

@@ -14,18 +14,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
 
+from blocklist.historysqlite import SqliteHistory
 from blocklist.settings import Settings
 from blocklist.snapshot import Version
 from blocklistupdater.fetcher import Fetcher
+from blocklistupdater.historyrecorder import purge_sqlite, record_sqlite
 from blocklistupdater.scheduler import SyncScheduler
 from blocklistupdater.statestore import StateStore
 from blocklistupdater.updater import Updater, is_stale
@@ -56,6 +60,7 @@ class EmbeddedRuntime:
         self.follow_interval = follow_interval
         self.holder = holder
         self.store = StateStore(settings.state_dir)
+        self.history = SqliteHistory(settings.state_dir)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self.updater: Updater | None = None
@@ -143,7 +148,7 @@ class EmbeddedRuntime:
             self.updater.adopt(served)
         # A failed restore is not fatal: the scheduler's first sync rebuilds.
         await self._guarded(self._restore)
-        self.scheduler = SyncScheduler(self.updater)
+        self.scheduler = SyncScheduler(self.updater, purge=self._purge_history)
         self.scheduler.start()
 
     async def _restore(self) -> None:
@@ -195,7 +200,8 @@ class EmbeddedRuntime:
         self._lock_fd = fd
         return True
 
-    async def _publish(self, version: Version) -> None:
+    async def _publish(self, version: Version) -> Version:
+        version = await self._record_history(version)
         # Serve first: a full disk or read-only state dir must not keep new
         # data from being answered; it only costs the restart shortcut.
         await self.holder.swap_prepared(version)
@@ -204,6 +210,26 @@ class EmbeddedRuntime:
         except OSError as exc:
             log.warning("could not persist version", extra={"version": version.number, "error": str(exc)})
         self._note_file()
+        return version
+
+    async def _record_history(self, version: Version) -> Version:
+        """Record ``version`` in history before it is served; it keeps the number history gives it."""
+        contents = version.history
+        version = dataclasses.replace(version, history=None)
+        if contents is None:
+            return version
+        try:
+            number = await asyncio.to_thread(record_sqlite, self.history, version, contents)
+        except (sqlite3.Error, OSError) as exc:
+            # Served anyway: the next version's record catches history up.
+            log.warning("could not record history", extra={"version": version.number, "error": str(exc)})
+            return version
+        return version if number == version.number else dataclasses.replace(version, number=number)
+
+    async def _purge_history(self) -> None:
+        writes = await asyncio.to_thread(purge_sqlite, self.history, self.settings, time.time())
+        if writes:
+            log.info("history purged", extra={"writes": writes})
 
     async def _share_status(self) -> None:
         """Write the feed status for workers that do not run the updater."""

@@ -1,0 +1,279 @@
+"""Writing the address history to Redis (distributed mode).
+
+A :class:`~blocklist.history.Change` is staged under temporary keys (with a
+TTL, like a version's) and applied by a Lua script that first checks every
+temporary key exists, then copies each into place and deletes it: Redis
+runs the script atomically, so readers see history before or after the
+change, whole. A live publish applies its change in the same script as the
+version's swap (:mod:`blocklistupdater.redispublish`); imports and purges
+take the publish lock and apply theirs alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Mapping, Sequence
+
+from redis.asyncio import Redis
+
+from blocklist import rediskeys as keys
+from blocklist.history import Catalog, Change, Interval, Member, touched_keys
+from blocklist.historyredis import RedisHistoryReader, bound_member
+from blocklist.redisclient import RedisConnector
+from blocklist.settings import Settings
+from blocklist.snapshot import Version
+from blocklistupdater.historyrecorder import (
+    FeedContent,
+    ImportFile,
+    ImportResult,
+    build_import,
+    build_live,
+    build_purge,
+    horizons,
+    live_kind,
+)
+
+#: Lua: apply staged history operations. KEYS from ``first``: (temp, target)
+#: pairs; ARGV from ``arg``: one operation name per pair. Returns an error
+#: text if a temporary key is missing (nothing applied), else false.
+APPLY_LUA = """
+local unpack = unpack or table.unpack
+local function check_history(first, count)
+  for i = 0, count - 1 do
+    if redis.call('EXISTS', KEYS[first + 2 * i]) == 0 then
+      return 'temporary key missing: ' .. KEYS[first + 2 * i]
+    end
+  end
+  return false
+end
+local function apply_history(first, arg, count)
+  for i = 0, count - 1 do
+    local temp, target, op = KEYS[first + 2 * i], KEYS[first + 2 * i + 1], ARGV[arg + i]
+    if op == 'hset' then
+      local flat = redis.call('HGETALL', temp)
+      for j = 1, #flat, 1000 do
+        redis.call('HSET', target, unpack(flat, j, math.min(j + 999, #flat)))
+      end
+    elseif op == 'zadd' then
+      local flat = redis.call('ZRANGE', temp, 0, -1, 'WITHSCORES')
+      for j = 1, #flat, 1000 do
+        local args = {}
+        for k = j, math.min(j + 999, #flat), 2 do
+          args[#args + 1] = flat[k + 1]
+          args[#args + 1] = flat[k]
+        end
+        redis.call('ZADD', target, unpack(args))
+      end
+    else
+      local members = redis.call('SMEMBERS', temp)
+      local command = (op == 'hdel') and 'HDEL' or 'ZREM'
+      for j = 1, #members, 1000 do
+        redis.call(command, target, unpack(members, j, math.min(j + 999, #members)))
+      end
+    end
+    redis.call('DEL', temp)
+  end
+  redis.call('HINCRBY', KEYS[first + 2 * count], 'generation', 1)
+end
+"""
+
+_APPLY_ALONE = (
+    APPLY_LUA
+    + """
+local count = tonumber(ARGV[1])
+local missing = check_history(1, count)
+if missing then return redis.error_reply(missing) end
+apply_history(1, 2, count)
+return count
+"""
+)
+
+
+class Prefetched:
+    """A :class:`~blocklistupdater.historyrecorder.HistoryReader` over data read beforehand."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        *,
+        opens: dict[str, dict[bytes, Member]] | None = None,
+        records: dict[str, dict[bytes, list[Interval]]] | None = None,
+        changed: dict[str, list[bytes]] | None = None,
+    ) -> None:
+        self._catalog = catalog
+        self._opens = opens or {}
+        self._records = records or {}
+        self._changed = changed or {}
+
+    def catalog(self) -> Catalog:
+        """The catalog read."""
+        return Catalog(list(self._catalog.versions), self._catalog.horizon)
+
+    def opens(self, feed: str) -> dict[bytes, Member]:
+        """Open members read for ``feed``."""
+        return self._opens.get(feed, {})
+
+    def records(self, feed: str, wanted: Sequence[bytes]) -> dict[bytes, list[Interval]]:
+        """Records read for ``feed`` (a superset of ``wanted``)."""
+        held = self._records.get(feed, {})
+        return {key: held[key] for key in wanted if key in held}
+
+    def feed_records(self, feed: str) -> dict[bytes, list[Interval]]:
+        """Every record read for ``feed``."""
+        return dict(self._records.get(feed, {}))
+
+    def changed_keys(self, feed: str, after: float, upto: float) -> list[bytes]:
+        """Keys read as changed for ``feed`` (the range asked when prefetching)."""
+        return self._changed.get(feed, [])
+
+
+async def stage(client: Redis, token: str, change: Change, ttl: int) -> tuple[list[str], list[str]]:
+    """Write ``change`` under temporary keys; returns the script's KEYS pairs and operation names."""
+    pipe = client.pipeline(transaction=False)
+    script_keys: list[str] = []
+    ops: list[str] = []
+
+    def temp(target: str, op: str) -> str:
+        name = keys.temp_key(token, f"timeline:{len(ops)}")
+        script_keys.extend((name, target))
+        ops.append(op)
+        return name
+
+    for feed in sorted({f for f, _ in change.records} | {f for f, _ in change.opens}):
+        for kind, values in (("records", change.records), ("opens", change.opens)):
+            target = keys.timeline_key(kind, feed)
+            sets = {k: v for (f, k), v in values.items() if f == feed and v is not None}
+            gone = [k for (f, k), v in values.items() if f == feed and v is None]
+            if sets:
+                name = temp(target, "hset")
+                mapping = {
+                    k: json.dumps(v, separators=(",", ":"), ensure_ascii=False) for k, v in sets.items()
+                }
+                pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
+                pipe.expire(name, ttl)
+            if gone:
+                name = temp(target, "hdel")
+                pipe.sadd(name, *gone)
+                pipe.expire(name, ttl)
+    for feed in sorted({f for f, _, _ in change.bounds_add | change.bounds_del}):
+        target = keys.timeline_key("bounds", feed)
+        add = {bound_member(t, k): t for f, t, k in change.bounds_add if f == feed}
+        drop = [bound_member(t, k) for f, t, k in change.bounds_del if f == feed]
+        if add:
+            name = temp(target, "zadd")
+            pipe.zadd(name, add)
+            pipe.expire(name, ttl)
+        if drop:
+            name = temp(target, "zrem")
+            pipe.sadd(name, *drop)
+            pipe.expire(name, ttl)
+    docs = {str(n): v.encode() for n, v in change.versions.items() if v is not None}
+    gone_versions = [str(n) for n, v in change.versions.items() if v is None]
+    meta: dict[str, str] = {}
+    if docs:
+        meta["max_number"] = str(max(int(n) for n in docs))
+        name = temp(keys.TIMELINE_VERSIONS, "hset")
+        pipe.hset(name, mapping=docs)  # type: ignore[arg-type]
+        pipe.expire(name, ttl)
+    if gone_versions:
+        name = temp(keys.TIMELINE_VERSIONS, "hdel")
+        pipe.sadd(name, *gone_versions)
+        pipe.expire(name, ttl)
+    if change.horizon is not None:
+        meta["horizon"] = repr(change.horizon)
+    if meta:
+        name = temp(keys.TIMELINE_META, "hset")
+        pipe.hset(name, mapping=meta)  # type: ignore[arg-type]
+        pipe.expire(name, ttl)
+    await pipe.execute()
+    return script_keys, ops
+
+
+async def apply_alone(client: Redis, change: Change, token: str, ttl: int) -> None:
+    """Stage and apply ``change`` on its own (imports, purges); the caller holds the publish lock."""
+    script_keys, ops = await stage(client, token, change, ttl)
+    if ops:
+        script_keys.append(keys.TIMELINE_META)
+        await client.eval(_APPLY_ALONE, len(script_keys), *script_keys, len(ops), *ops)
+
+
+async def live_change(
+    client: Redis, version: Version, contents: Mapping[str, FeedContent] | None
+) -> Change | None:
+    """The change recording ``version`` (read from the primary, under the publish lock)."""
+    if contents is None:
+        return None
+    reader = RedisHistoryReader(client)
+    catalog = await reader.catalog()
+    feeds = sorted(set(contents) | set(catalog.feeds()))
+    opens = {feed: await reader.opens(feed) for feed in feeds}
+    records = {}
+    for feed in feeds:
+        members = contents[feed].members if feed in contents else {}
+        records[feed] = await reader.records(feed, touched_keys(members, opens[feed]))
+    _, change = build_live(
+        Prefetched(catalog, opens=opens, records=records),
+        number=version.number,
+        at=version.built_at,
+        kind=live_kind(version),
+        feeds=contents,
+        recorded_at=time.time(),
+    )
+    return change
+
+
+async def timeline_max(client: Redis) -> int:
+    """The highest version number history holds in Redis, or -1."""
+    raw = await client.hget(keys.TIMELINE_META, "max_number")
+    return int(raw) if raw is not None else -1
+
+
+async def import_redis(settings: Settings, feed: str, files: list[ImportFile]) -> list[ImportResult]:
+    """Record ``files`` in Redis history, under the publish lock, in one atomic apply."""
+    connector = RedisConnector(settings)
+    try:
+        client = connector.primary()
+        lock = client.lock(keys.PUBLISH_LOCK, timeout=settings.publish_lock_ttl)
+        if not await lock.acquire(blocking_timeout=settings.publish_lock_wait):
+            raise TimeoutError("another updater holds the publish lock; nothing imported")
+        try:
+            reader = RedisHistoryReader(client)
+            catalog = await reader.catalog()
+            live = await client.hget(keys.META, "number")
+            first = max(int(live) if live is not None else 0, catalog.max_number) + 1
+            prefetched = Prefetched(catalog, records={feed: await reader.feed_records(feed)})
+            change, results = build_import(
+                prefetched, settings, feed, files, first_number=first, recorded_at=time.time()
+            )
+            await apply_alone(
+                client, change, f"import-{time.time_ns()}", max(60, round(settings.temp_key_ttl))
+            )
+        finally:
+            await lock.release()
+    finally:
+        await connector.aclose()
+    return results
+
+
+def _ttl(settings: Settings) -> int:
+    return max(60, round(settings.temp_key_ttl))
+
+
+async def purge_redis(client: Redis, settings: Settings, now: float) -> int:
+    """Purge Redis history (see :func:`~.historyrecorder.build_purge`) under the publish lock."""
+    lock = client.lock(keys.PUBLISH_LOCK, timeout=settings.publish_lock_ttl)
+    if not await lock.acquire(blocking_timeout=settings.publish_lock_wait):
+        return 0
+    try:
+        reader = RedisHistoryReader(client)
+        catalog = await reader.catalog()
+        per_feed, _ = horizons(settings, catalog, now)
+        changed = {feed: await reader.changed_keys(feed, -math.inf, h) for feed, h in per_feed.items()}
+        records = {feed: await reader.records(feed, changed[feed]) for feed in per_feed}
+        change = build_purge(Prefetched(catalog, records=records, changed=changed), settings, now)
+        await apply_alone(client, change, f"purge-{time.time_ns()}", _ttl(settings))
+    finally:
+        await lock.release()
+    return len(change)
