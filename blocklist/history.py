@@ -452,7 +452,12 @@ def diff_keys(
             added.append(key)
         elif was is not None and now is None:
             removed.append(key)
-    return sorted(added), sorted(removed)
+    return sorted(added, key=_address_order), sorted(removed, key=_address_order)
+
+
+def _address_order(key: bytes) -> tuple[int, bytes, int]:
+    """Keys in address order (family, start, prefix), as people read network lists."""
+    return key[0], key[2:], key[1]
 
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -485,5 +490,5 @@ def iso_moment(moment: float | None) -> str | None:
     """RFC 3339 UTC text of epoch seconds (``Z``, whole seconds unless fractional)."""
     if moment is None:
         return None
-    text = datetime.fromtimestamp(moment, UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    stamp = datetime.fromtimestamp(moment, UTC)
+    return stamp.isoformat(timespec="milliseconds" if stamp.microsecond else "seconds").replace("+00:00", "Z")

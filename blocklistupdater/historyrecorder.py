@@ -95,7 +95,8 @@ def build_live(
     catalog = reader.catalog()
     number = max(number, catalog.max_number + 1)
     latest = catalog.versions[-1].at if catalog.versions else -math.inf
-    at = max(at, latest)
+    # Whole milliseconds: a moment read back from its RFC 3339 text is the same float.
+    at = max(round(at, 3), latest)
     change = Change()
     for name in sorted(set(feeds) | set(catalog.feeds())):
         members = feeds[name].members if name in feeds else {}

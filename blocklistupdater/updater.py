@@ -317,7 +317,7 @@ class Updater:
             number = self.current.number + 1 if self.current else _first_number(infos)
             version = Version(
                 number=number,
-                built_at=self._clock(),
+                built_at=round(self._clock(), 3),  # whole ms, as history records it
                 feeds=infos,
                 index=index,
                 checksum=checksum_of(index),

@@ -10,6 +10,7 @@ current answer's ``blocked`` comes from the served version, like
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Annotated, Any
 
@@ -145,7 +146,7 @@ def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
 def _horizon(settings: Settings, catalog: Catalog, now: float) -> float | None:
     """Before this, answers are purged: the stored horizon or now minus the strictest retention."""
     retentions = [r for r in (settings.retention_for(f) for f in catalog.feeds()) if r > 0]
-    computed = now - min(retentions) if retentions else None
+    computed = float(math.floor(now - min(retentions))) if retentions else None
     return max(filter(None, (catalog.horizon, computed)), default=None)
 
 
@@ -321,16 +322,19 @@ def _version_body(record: VersionRecord, counts: dict[str, int]) -> dict[str, An
     response_model=VersionsBody,
     responses=_INVALID,
 )
-async def versions(source: SourceDep, limit: LimitParam = 100, offset: OffsetParam = 0) -> Any:
+async def versions(
+    request: Request, source: SourceDep, limit: LimitParam = 100, offset: OffsetParam = 0
+) -> Any:
     """Number, when it came into force, and each feed's networks then; paginated."""
     catalog = await source.catalog()
+    horizon = _horizon(request.app.state.settings, catalog, time.time())
     counts = catalog.counts()
     newest = catalog.versions[::-1]
     return {
         "total": len(newest),
         "offset": offset,
         "next_offset": _page(len(newest), offset, limit),
-        "horizon": iso_moment(catalog.horizon),
+        "horizon": iso_moment(horizon),
         "versions": [_version_body(v, counts[v.number]) for v in newest[offset : offset + limit]],
     }
 
