@@ -31,6 +31,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "startup_memory": (["--rounds", "5"], ["--rounds", "1"]),
     "scale": (["--json", "{json}"], ["--quick", "--json", "{json}"]),
     "soak": (["--duration", "240", "--interval", "2", "--json", "{json}"], ["--quick", "--json", "{json}"]),
+    "history": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
 }
 
 

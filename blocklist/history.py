@@ -287,34 +287,13 @@ class Change:
         return len(self.records) + len(self.opens) + len(self.versions)
 
 
-def record_live(
-    change: Change,
-    feed: str,
-    *,
-    members: Mapping[bytes, Member],
-    opens: Mapping[bytes, Member],
-    records: Mapping[bytes, list[Interval]],
-    moment: float,
-) -> None:
-    """Add to ``change`` a sync of ``feed`` at ``moment`` listing ``members``.
-
-    ``opens`` is what history holds as listed now; ``records`` must hold
-    the records of every key in :func:`touched_keys`. Cost: O(changes) writes.
-    """
-    for key in touched_keys(members, opens):
-        member = members.get(key)
-        old = records.get(key, [])
-        change.rewrite(feed, key, old, set_span(old, moment, None, member))
-        change.opens[(feed, key)] = member
-
-
 def touched_keys(members: Mapping[bytes, Member], opens: Mapping[bytes, Member]) -> list[bytes]:
     """Keys whose membership or label/score differs between ``opens`` and ``members``."""
     gone = [key for key in opens if key not in members]
     return gone + [key for key, member in members.items() if opens.get(key) != member]
 
 
-def record_import(
+def record_span(
     change: Change,
     feed: str,
     *,
@@ -324,12 +303,14 @@ def record_import(
     start: float,
     end: float | None,
 ) -> None:
-    """Add to ``change`` a past version of ``feed`` in force over ``[start, end)``.
+    """Add to ``change`` a version of ``feed`` listing ``members``, in force over ``[start, end)``.
 
-    ``before`` is what the feed listed just before ``start`` (over that
-    whole span, since nothing of this feed changes inside it); ``records``
-    must hold every key in either. An import at the end (``end`` None) also
-    sets the open members.
+    ``before`` is what history says the feed listed over that span (nothing
+    of this feed changes inside it): for a sync, the open members, with
+    ``end`` None; for an archive, what was in force just before ``start``,
+    until the feed's next version. ``records`` must hold every key of
+    :func:`touched_keys`. Writes O(changes); with ``end`` None it also sets
+    the open members.
     """
     for key in touched_keys(members, before):
         member = members.get(key)

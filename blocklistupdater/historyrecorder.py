@@ -29,8 +29,7 @@ from blocklist.history import (
     members_at,
     purge_catalog,
     purge_records,
-    record_import,
-    record_live,
+    record_span,
     touched_keys,
 )
 from blocklist.historysqlite import SqliteHistory
@@ -102,7 +101,7 @@ def build_live(
         members = feeds[name].members if name in feeds else {}
         opens = reader.opens(name)
         records = reader.records(name, touched_keys(members, opens))
-        record_live(change, name, members=members, opens=opens, records=records, moment=at)
+        record_span(change, name, members=members, before=opens, records=records, start=at, end=None)
     rows = {name: content.row for name, content in feeds.items()}
     change.versions[number] = VersionRecord(number, at, kind, recorded_at, rows)
     return number, change
@@ -193,7 +192,7 @@ def build_import(
             previous = known[1]
         else:
             previous = members_at(records, before[-1][0])
-        record_import(
+        record_span(
             change,
             feed,
             members=content.members,

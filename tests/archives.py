@@ -15,6 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
+from blocklist.history import iso_moment
+
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 #: The two feeds whose 35 files make the test archive (drop: 18, edrop: 17).
 ARCHIVE_FEEDS = ("drop", "edrop")
@@ -86,3 +90,18 @@ class ArchiveModel:
         """Every file date, a second before each, and a day after each."""
         dates = sorted({m for moments in self.moments.values() for m in moments})
         return sorted({m + d for m in dates for d in (-1.0, 0.0, 86400.0)})
+
+
+async def check_point_in_time(
+    client: httpx.AsyncClient, model: ArchiveModel, addresses: list[str], moments: list[float]
+) -> None:
+    """Every ``/v1/ip/{address}?at=`` answer names exactly the model's networks, with SBL labels."""
+    for moment in moments:
+        for address in addresses:
+            body = (await client.get(f"/v1/ip/{address}", params={"at": iso_moment(moment)})).json()
+            expected = model.listed(address, moment)
+            got: dict[str, set[str]] = {}
+            for match in body["matches"]:
+                got.setdefault(match["feed"], set()).add(match["network"])
+                assert match["label"].startswith("SBL")
+            assert (body["blocked"], got) == (bool(expected), expected), (address, iso_moment(moment))

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -223,3 +225,15 @@ async def open_updater(
             yield Updater(settings, fetcher, published, store=store)
         else:
             yield Updater(settings, fetcher, published, store=store, clock=clock)
+
+
+def run_module(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m blocklistupdater ARGS`` in ``env``, its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "blocklistupdater", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,24 +15,16 @@ import pytest
 import redis
 
 from blocklist import rediskeys as keys
-from blocklist.history import iso_moment, network_key, parse_moment
+from blocklist.history import network_key, parse_moment
 from blocklist.settings import Settings
 from blocklistupdater.redishistory import purge_redis
 from ipchecking.app import create_app
-from tests.archives import ARCHIVE_FEEDS, ArchiveModel, archive_files
+from tests.archives import ARCHIVE_FEEDS, ArchiveModel, archive_files, check_point_in_time
+from tests.blocklistupdater.support import run_module
 from tests.ipchecking.apphelpers import running
-from tests.redisserver import RedisServer, redis_server
+from tests.redisserver import RedisServer
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
-    with (
-        redis_server(tmp_path / "primary") as primary,
-        redis_server(tmp_path / "replica", replica_of=primary) as replica,
-    ):
-        yield primary, replica
 
 
 def feeds_spec(shared_data: Path) -> str:
@@ -52,20 +42,9 @@ def env_for(tmp_path: Path, primary: RedisServer, shared_data: Path) -> dict[str
     }
 
 
-def updater(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "blocklistupdater", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def import_archive(env: dict[str, str], shared_data: Path) -> None:
     for feed in ARCHIVE_FEEDS:
-        proc = updater(env, "import", "--feed", feed, *map(str, archive_files(shared_data, feed)))
+        proc = run_module(env, "import", "--feed", feed, *map(str, archive_files(shared_data, feed)))
         assert proc.returncode == 0, proc.stderr
         assert [line.split()[0] for line in proc.stdout.splitlines()] == ["recorded"] * len(
             archive_files(shared_data, feed)
@@ -78,7 +57,7 @@ def test_replicas_answer_history_like_the_archive(
     primary, replica = primary_and_replica
     env = env_for(tmp_path, primary, shared_data)
     import_archive(env, shared_data)
-    once = updater(env, "--once")
+    once = run_module(env, "--once")
     assert once.returncode == 0, once.stderr
     with redis.Redis.from_url(primary.url) as client:
         live = int(client.hget(keys.META, "number") or 0)
@@ -100,14 +79,7 @@ def test_replicas_answer_history_like_the_archive(
             listing = (await client.get("/v1/versions")).json()
             assert listing["total"] == 36
             assert listing["versions"][0]["kind"] == "sync"
-            for moment in rng.sample(model.sample_moments(), 25):
-                for address in addresses:
-                    body = (await client.get(f"/v1/ip/{address}", params={"at": iso_moment(moment)})).json()
-                    expected = model.listed(address, moment)
-                    got: dict[str, set[str]] = {}
-                    for match in body["matches"]:
-                        got.setdefault(match["feed"], set()).add(match["network"])
-                    assert got == expected, (address, iso_moment(moment))
+            await check_point_in_time(client, model, addresses, rng.sample(model.sample_moments(), 25))
             # Now: the live version (the newest files), with labels and the archive's listed_since.
             for address in addresses:
                 body = (await client.get(f"/v1/ip/{address}")).json()
@@ -119,7 +91,7 @@ def test_replicas_answer_history_like_the_archive(
                     assert parse_moment(match["listed_since"]) <= parse_moment("2025-01-17")
 
     asyncio.run(check())
-    again = updater(env, "import", "--feed", "drop", *map(str, files["drop"]))
+    again = run_module(env, "import", "--feed", "drop", *map(str, files["drop"]))
     assert again.returncode == 0
     assert {line.split()[0] for line in again.stdout.splitlines()} == {"unchanged"}
 

@@ -19,18 +19,10 @@ import redis
 
 from blocklist import rediskeys as keys
 from blocklist.snapshot import decode_version
+from tests.blocklistupdater.support import run_module
 from tests.redisserver import RedisServer, free_port, redis_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
-    with (
-        redis_server(tmp_path / "primary") as primary,
-        redis_server(tmp_path / "replica", replica_of=primary) as replica,
-    ):
-        yield primary, replica
 
 
 def worker_env(tmp_path: Path, primary: RedisServer | None, feed: Path) -> dict[str, str]:
@@ -45,17 +37,6 @@ def worker_env(tmp_path: Path, primary: RedisServer | None, feed: Path) -> dict[
         "BLOCKLIST_RETRY_ATTEMPTS": "1",
         "BLOCKLIST_HEARTBEAT_TTL": "3",
     }
-
-
-def run_module(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "blocklistupdater", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @contextmanager
