@@ -2,8 +2,10 @@
 
 A :class:`~blocklist.history.Change` is staged under temporary keys (with a
 TTL, like a version's) and applied by a Lua script that first checks every
-temporary key exists, then copies each into place and deletes it: Redis
-runs the script atomically, so readers see history before or after the
+temporary key exists, then copies each into place and deletes it (renames
+it, when its target does not exist yet: a feed's first, large record costs
+O(1) inside the script, which blocks Redis while it runs): Redis runs the
+script atomically, so readers see history before or after the
 change, whole. A live publish applies its change in the same script as the
 version's swap (:mod:`blocklistupdater.redispublish`); imports and purges
 take the publish lock and apply theirs alone.
@@ -51,7 +53,11 @@ end
 local function apply_history(first, arg, count)
   for i = 0, count - 1 do
     local temp, target, op = KEYS[first + 2 * i], KEYS[first + 2 * i + 1], ARGV[arg + i]
-    if op == 'hset' then
+    if (op == 'hset' or op == 'zadd') and redis.call('EXISTS', target) == 0 then
+      -- A feed's first record (the bulk of it): O(1), not a copy.
+      redis.call('RENAME', temp, target)
+      redis.call('PERSIST', target)
+    elseif op == 'hset' then
       local flat = redis.call('HGETALL', temp)
       for j = 1, #flat, 1000 do
         redis.call('HSET', target, unpack(flat, j, math.min(j + 999, #flat)))
@@ -73,7 +79,7 @@ local function apply_history(first, arg, count)
         redis.call(command, target, unpack(members, j, math.min(j + 999, #members)))
       end
     end
-    redis.call('DEL', temp)
+    redis.call('UNLINK', temp)
   end
   redis.call('HINCRBY', KEYS[first + 2 * count], 'generation', 1)
 end

@@ -190,7 +190,11 @@ def test_worker_publishes_and_the_api_serves_through_sentinels(
         assert redis_status["reachable"] is True
         assert redis_status["version"] == 1
         assert redis_status["url"] == f"sentinel://{topology.addresses}/{SERVICE} (replica)"
-        # The API follows announcements on the replica, not on the primary.
+        # The API follows announcements on the replica, not on the primary
+        # (it subscribes in the background, once ready).
+        deadline = time.monotonic() + 5
+        while subscribers(topology.replica.port) == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert subscribers(topology.replica.port) == 1
         assert subscribers(topology.primary.port) == 0
 
