@@ -13,6 +13,7 @@ take the publish lock and apply theirs alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -36,6 +37,7 @@ from blocklistupdater.historyrecorder import (
     horizons,
     live_kind,
 )
+from blocklistupdater.resp import pack_batches, pack_command, send_packed
 
 #: Lua: apply staged history operations. KEYS from ``first``: (temp, target)
 #: pairs; ARGV from ``arg``: one operation name per pair. Returns an error
@@ -136,64 +138,59 @@ class Prefetched:
 
 
 async def stage(client: Redis, token: str, change: Change, ttl: int) -> tuple[list[str], list[str]]:
-    """Write ``change`` under temporary keys; returns the script's KEYS pairs and operation names."""
-    pipe = client.pipeline(transaction=False)
+    """Write ``change`` under temporary keys; returns the script's KEYS pairs and operation names.
+
+    Everything is packed first (:mod:`blocklistupdater.resp`) and then sent
+    in one go, so the temporary keys live for far less than their TTL.
+    """
     script_keys: list[str] = []
     ops: list[str] = []
+    commands: list[bytes] = []
+    expire = str(ttl).encode()
 
-    def temp(target: str, op: str) -> str:
+    def put(target: str, op: str, command: bytes, args: list[bytes], per_item: int) -> None:
+        if not args:
+            return
         name = keys.temp_key(token, f"timeline:{len(ops)}")
         script_keys.extend((name, target))
         ops.append(op)
-        return name
+        commands.extend(pack_batches(command, name.encode(), args, per_item))
+        commands.append(pack_command(b"EXPIRE", name.encode(), expire))
 
     for feed in sorted({f for f, _ in change.records} | {f for f, _ in change.opens}):
         for kind, values in (("records", change.records), ("opens", change.opens)):
             target = keys.timeline_key(kind, feed)
-            sets = {k: v for (f, k), v in values.items() if f == feed and v is not None}
-            gone = [k for (f, k), v in values.items() if f == feed and v is None]
-            if sets:
-                name = temp(target, "hset")
-                mapping = {
-                    k: json.dumps(v, separators=(",", ":"), ensure_ascii=False) for k, v in sets.items()
-                }
-                pipe.hset(name, mapping=mapping)  # type: ignore[arg-type]
-                pipe.expire(name, ttl)
-            if gone:
-                name = temp(target, "hdel")
-                pipe.sadd(name, *gone)
-                pipe.expire(name, ttl)
+            sets: list[bytes] = []
+            gone: list[bytes] = []
+            for (f, key), value in values.items():
+                if f != feed:
+                    continue
+                if value is None:
+                    gone.append(key)
+                else:
+                    sets += (key, json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            put(target, "hset", b"HSET", sets, 2)
+            put(target, "hdel", b"SADD", gone, 1)
     for feed in sorted({f for f, _, _ in change.bounds_add | change.bounds_del}):
         target = keys.timeline_key("bounds", feed)
-        add = {bound_member(t, k): t for f, t, k in change.bounds_add if f == feed}
+        add: list[bytes] = []
+        for f, t, key in change.bounds_add:
+            if f == feed:
+                add += (repr(t).encode(), bound_member(t, key))
         drop = [bound_member(t, k) for f, t, k in change.bounds_del if f == feed]
-        if add:
-            name = temp(target, "zadd")
-            pipe.zadd(name, add)
-            pipe.expire(name, ttl)
-        if drop:
-            name = temp(target, "zrem")
-            pipe.sadd(name, *drop)
-            pipe.expire(name, ttl)
-    docs = {str(n): v.encode() for n, v in change.versions.items() if v is not None}
-    gone_versions = [str(n) for n, v in change.versions.items() if v is None]
-    meta: dict[str, str] = {}
+        put(target, "zadd", b"ZADD", add, 2)
+        put(target, "zrem", b"SADD", drop, 1)
+    docs = [(str(n).encode(), v.encode()) for n, v in change.versions.items() if v is not None]
+    put(keys.TIMELINE_VERSIONS, "hset", b"HSET", [x for pair in docs for x in pair], 2)
+    gone_versions = [str(n).encode() for n, v in change.versions.items() if v is None]
+    put(keys.TIMELINE_VERSIONS, "hdel", b"SADD", gone_versions, 1)
+    meta: list[bytes] = []
     if docs:
-        meta["max_number"] = str(max(int(n) for n in docs))
-        name = temp(keys.TIMELINE_VERSIONS, "hset")
-        pipe.hset(name, mapping=docs)  # type: ignore[arg-type]
-        pipe.expire(name, ttl)
-    if gone_versions:
-        name = temp(keys.TIMELINE_VERSIONS, "hdel")
-        pipe.sadd(name, *gone_versions)
-        pipe.expire(name, ttl)
+        meta += (b"max_number", str(max(int(n) for n, _ in docs)).encode())
     if change.horizon is not None:
-        meta["horizon"] = repr(change.horizon)
-    if meta:
-        name = temp(keys.TIMELINE_META, "hset")
-        pipe.hset(name, mapping=meta)  # type: ignore[arg-type]
-        pipe.expire(name, ttl)
-    await pipe.execute()
+        meta += (b"horizon", repr(change.horizon).encode())
+    put(keys.TIMELINE_META, "hset", b"HSET", meta, 2)
+    await send_packed(client, commands)
     return script_keys, ops
 
 
@@ -219,7 +216,9 @@ async def live_change(
     for feed in feeds:
         members = contents[feed].members if feed in contents else {}
         records[feed] = await reader.records(feed, touched_keys(members, opens[feed]))
-    _, change = build_live(
+    # CPU-bound (O(entries) for a feed's first record): off the event loop.
+    _, change = await asyncio.to_thread(
+        build_live,
         Prefetched(catalog, opens=opens, records=records),
         number=version.number,
         at=version.built_at,

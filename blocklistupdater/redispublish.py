@@ -30,19 +30,11 @@ from blocklist import rediskeys as keys
 from blocklist.errors import BlocklistError
 from blocklist.snapshot import Version, encode_version
 from blocklistupdater.redishistory import APPLY_LUA, live_change, stage, timeline_max
+from blocklistupdater.resp import BATCH, pack_command, send_packed
 
 log = logging.getLogger(__name__)
 
-#: Sorted-set members per ZADD command (the commands are pipelined).
-BATCH = 20_000
 _MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
-
-
-def pack_command(*args: bytes) -> bytes:
-    """One command in RESP, the Redis wire protocol."""
-    parts = [b"*%d\r\n" % len(args)]
-    parts += [b"$%d\r\n%s\r\n" % (len(arg), arg) for arg in args]
-    return b"".join(parts)
 
 
 def zadd_command(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence[int]) -> bytes:
@@ -146,6 +138,8 @@ class RedisPublisher:
             version = dataclasses.replace(version, history=None)
             written = await self._write_temp(token, version)
             staged = await stage(self._client, token, change, self._temp_ttl) if change else ([], [])
+            # Recording history lengthens a publish: the lock's TTL starts again for the swap.
+            await lock.reacquire()
             await self._swap(token, version, written, staged)
         finally:
             try:
@@ -196,33 +190,8 @@ class RedisPublisher:
                     # The TTL from the first batch on: a crash mid-write leaves nothing behind.
                     commands.append(pack_command(b"EXPIRE", key, str(ttl).encode()))
             written.add(name)
-        await self._send_packed(commands)
+        await send_packed(self._client, commands)
         return written
-
-    async def _send_packed(self, commands: list[bytes]) -> None:
-        """Send pre-packed commands back to back on one connection; then read every reply.
-
-        redis-py packs each argument in Python (about 7 us per member); the
-        range members are packed here in bulk instead. A connection that
-        fails midway is dropped, not returned to the pool half-read.
-        """
-        if not commands:
-            return
-        pool = self._client.connection_pool
-        connection = await pool.get_connection()  # type: ignore[no-untyped-call]
-        try:
-            # One write per command, each under the socket timeout: a single
-            # write of a ten-million-range version would take longer than it.
-            # Replies (a few bytes each) are read after the last command.
-            for command in commands:
-                await connection.send_packed_command(command)
-            for _ in commands:
-                await connection.read_response()  # raises ResponseError on an error reply
-        except BaseException:
-            await connection.disconnect()
-            raise
-        finally:
-            await pool.release(connection)
 
     async def _swap(
         self, token: str, version: Version, written: set[str], staged: tuple[list[str], list[str]]
