@@ -37,7 +37,6 @@ from blocklist.settings import Settings
 from blocklist.snapshot import Version
 
 __all__ = [
-    "FeedContent",
     "HistoryReader",
     "ImportFile",
     "ImportResult",
@@ -143,7 +142,8 @@ def build_import(
     holds, so the outcome does not depend on the order of imports. A file
     dated like a version already held with the same content is
     ``unchanged``; refused (and skipped): one dated at or after the feed's
-    latest synced version, before the horizon, like a version held with
+    first synced version (from then on history is what was served), before
+    the horizon, like a version held with
     other content, or failing the sanity guards against the version before it.
     """
     catalog = reader.catalog()
@@ -166,8 +166,9 @@ def build_import(
                 results.append(ImportResult(item.name, item.at, "unchanged", same.number))
                 continue
             refusal = f"version {same.number} of {feed} has this date and other content"
-        elif synced and item.at >= synced[-1]:
-            refusal = f"not older than the latest synced version of {feed}"
+        elif synced and item.at >= synced[0]:
+            # From its first sync on, history is what the service itself served.
+            refusal = f"not older than the first synced version of {feed}"
         elif horizon is not None and item.at < horizon:
             refusal = "older than the history horizon (it would be purged)"
         else:

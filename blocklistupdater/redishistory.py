@@ -22,13 +22,12 @@ from collections.abc import Mapping, Sequence
 from redis.asyncio import Redis
 
 from blocklist import rediskeys as keys
-from blocklist.history import Catalog, Change, Interval, Member, touched_keys
+from blocklist.history import Catalog, Change, FeedContent, Interval, Member, touched_keys
 from blocklist.historyredis import RedisHistoryReader, bound_member
 from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings
 from blocklist.snapshot import Version
 from blocklistupdater.historyrecorder import (
-    FeedContent,
     ImportFile,
     ImportResult,
     build_import,

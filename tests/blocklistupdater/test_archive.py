@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from blocklist.history import iso_moment
+from blocklist.history import content_of, iso_moment
 from blocklist.historysqlite import SqliteHistory
 from blocklist.settings import Settings
 from blocklistupdater.archive import file_date, import_embedded, read_files
-from blocklistupdater.historyrecorder import ImportResult
+from blocklistupdater.historyrecorder import ImportResult, build_live
 from ipchecking.app import create_app
 from tests.archives import ARCHIVE_FEEDS, ArchiveModel, archive_files, check_point_in_time
 from tests.ipchecking.apphelpers import running
@@ -218,3 +218,20 @@ def test_versions_and_diffs_list_what_changed(tmp_path: Path, shared_data: Path)
             assert numbers == sorted(numbers, reverse=True)
 
     run(check())
+
+
+def test_files_dated_after_the_first_sync_are_refused(tmp_path: Path, shared_data: Path) -> None:
+    settings = archive_settings(tmp_path, shared_data)
+    paths = archive_files(shared_data, "drop")
+    files, _ = read_files(settings, paths[:6], settings.feeds[0].format, None)
+    store = SqliteHistory(settings.state_dir)
+    with store.writing() as reader:
+        content = content_of(files[3].parsed, min_score=0, sha256=files[3].sha256, source="sync")
+        _, change = build_live(
+            reader, number=1, at=files[3].at + 3600, kind="sync", feeds={"drop": content}, recorded_at=0.0
+        )
+        reader.apply(change)
+    outcomes = {Path(r.name).name: (r.outcome, r.detail) for r in import_embedded(settings, "drop", files)}
+    assert [outcomes[p.name][0] for p in paths[:4]] == ["recorded"] * 4
+    for late in paths[4:6]:
+        assert outcomes[late.name] == ("refused", "not older than the first synced version of drop")
