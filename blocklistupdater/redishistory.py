@@ -14,15 +14,17 @@ take the publish lock and apply theirs alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from blocklist import rediskeys as keys
-from blocklist.history import Catalog, Change, FeedContent, Interval, Member, touched_keys
+from blocklist.history import Catalog, Change, Interval, Member, touched_keys
 from blocklist.historyredis import RedisHistoryReader, bound_member
 from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings
@@ -136,11 +138,20 @@ class Prefetched:
         return self._changed.get(feed, [])
 
 
-async def stage(client: Redis, token: str, change: Change, ttl: int) -> tuple[list[str], list[str]]:
-    """Write ``change`` under temporary keys; returns the script's KEYS pairs and operation names.
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A change packed for temporary keys: the commands writing them, and the script's part."""
 
-    Everything is packed first (:mod:`blocklistupdater.resp`) and then sent
-    in one go, so the temporary keys live for far less than their TTL.
+    commands: list[bytes]
+    script_keys: list[str]
+    ops: list[str]
+
+
+def pack_change(token: str, change: Change, ttl: int) -> Staged:
+    """``change`` as packed commands writing temporary keys (CPU only: run it in a thread).
+
+    Packing everything before anything is sent keeps the temporary keys'
+    life (from write to swap) to the time of sending them.
     """
     script_keys: list[str] = []
     ops: list[str] = []
@@ -189,24 +200,57 @@ async def stage(client: Redis, token: str, change: Change, ttl: int) -> tuple[li
     if change.horizon is not None:
         meta += (b"horizon", repr(change.horizon).encode())
     put(keys.TIMELINE_META, "hset", b"HSET", meta, 2)
-    await send_packed(client, commands)
-    return script_keys, ops
+    return Staged(commands, script_keys, ops)
 
 
 async def apply_alone(client: Redis, change: Change, token: str, ttl: int) -> None:
     """Stage and apply ``change`` on its own (imports, purges); the caller holds the publish lock."""
-    script_keys, ops = await stage(client, token, change, ttl)
+    staged = await asyncio.to_thread(pack_change, token, change, ttl)
+    await send_packed(client, staged.commands)
+    script_keys, ops = staged.script_keys, staged.ops
     if ops:
         script_keys.append(keys.TIMELINE_META)
         await client.eval(_APPLY_ALONE, len(script_keys), *script_keys, len(ops), *ops)
 
 
-async def live_change(
-    client: Redis, version: Version, contents: Mapping[str, FeedContent] | None
-) -> Change | None:
-    """The change recording ``version`` (read from the primary, under the publish lock)."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A version renumbered above what Redis holds, and its history change packed.
+
+    ``state`` is what it was built against (live number, highest history
+    number, history generation): still the same under the publish lock, the
+    work stands; otherwise it is done again there.
+    """
+
+    version: Version
+    staged: Staged
+    state: tuple[object, ...]
+
+
+async def publish_state(client: Redis) -> tuple[object, ...]:
+    """What a prepared publish depends on: live number, history's numbers and generation."""
+    pipe = client.pipeline(transaction=False)
+    pipe.hget(keys.META, "number")
+    pipe.hmget(keys.TIMELINE_META, ["max_number", "generation"])
+    live, (top, generation) = await pipe.execute()
+    return live, top, generation
+
+
+async def prepare_publish(client: Redis, version: Version, token: str, ttl: int) -> Prepared:
+    """Number ``version`` above what Redis holds and build and pack its history change.
+
+    Reads only: it runs before the publish lock is taken (the change is
+    O(entries) to build for a feed's first record), and again under it if
+    :func:`publish_state` moved meanwhile.
+    """
+    state = await publish_state(client)
+    above = max(_number(state[0]), _number(state[1]))
+    if above >= version.number:
+        version = dataclasses.replace(version, number=above + 1)
+    contents = version.history
+    version = dataclasses.replace(version, history=None)
     if contents is None:
-        return None
+        return Prepared(version, Staged([], [], []), state)
     reader = RedisHistoryReader(client)
     catalog = await reader.catalog()
     feeds = sorted(set(contents) | set(catalog.feeds()))
@@ -215,23 +259,26 @@ async def live_change(
     for feed in feeds:
         members = contents[feed].members if feed in contents else {}
         records[feed] = await reader.records(feed, touched_keys(members, opens[feed]))
-    # CPU-bound (O(entries) for a feed's first record): off the event loop.
-    _, change = await asyncio.to_thread(
-        build_live,
-        Prefetched(catalog, opens=opens, records=records),
-        number=version.number,
-        at=version.built_at,
-        kind=live_kind(version),
-        feeds=contents,
-        recorded_at=time.time(),
-    )
-    return change
+    prefetched = Prefetched(catalog, opens=opens, records=records)
+
+    def build() -> Staged:
+        _, change = build_live(
+            prefetched,
+            number=version.number,
+            at=version.built_at,
+            kind=live_kind(version),
+            feeds=contents,
+            recorded_at=time.time(),
+        )
+        return pack_change(token, change, ttl)
+
+    # CPU-bound: off the event loop.
+    return Prepared(dataclasses.replace(version, history=contents), await asyncio.to_thread(build), state)
 
 
-async def timeline_max(client: Redis) -> int:
-    """The highest version number history holds in Redis, or -1."""
-    raw = await client.hget(keys.TIMELINE_META, "max_number")
-    return int(raw) if raw is not None else -1
+def _number(raw: object) -> int:
+    """A version number read from Redis, or -1 when absent."""
+    return int(raw) if isinstance(raw, bytes | str) else -1
 
 
 async def import_redis(settings: Settings, feed: str, files: list[ImportFile]) -> list[ImportResult]:

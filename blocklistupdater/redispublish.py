@@ -29,7 +29,7 @@ from redis.typing import EncodableT, FieldT
 from blocklist import rediskeys as keys
 from blocklist.errors import BlocklistError
 from blocklist.snapshot import Version, encode_version
-from blocklistupdater.redishistory import APPLY_LUA, live_change, stage, timeline_max
+from blocklistupdater.redishistory import APPLY_LUA, prepare_publish, publish_state
 from blocklistupdater.resp import BATCH, pack_command, send_packed
 
 log = logging.getLogger(__name__)
@@ -115,6 +115,9 @@ class RedisPublisher:
         Raises :class:`PublishError` if the lock cannot be had or the swap's
         checks fail; the live version is then untouched.
         """
+        token = secrets.token_hex(8)
+        # Built before the lock (reads only), so a long build never holds it.
+        prepared = await prepare_publish(self._client, version, token, self._temp_ttl)
         lock = self._client.lock(keys.PUBLISH_LOCK, timeout=self._lock_timeout)
         if not await lock.acquire(blocking=False):
             log.info(
@@ -128,19 +131,15 @@ class RedisPublisher:
                 )
                 raise PublishError("another updater holds the publish lock; not published")
         try:
-            live = await self._client.hget(keys.META, "number")
-            # Imports take numbers from the same sequence as publishes.
-            above = max(int(live) if live is not None else -1, await timeline_max(self._client))
-            if above >= version.number:
-                version = dataclasses.replace(version, number=above + 1)
-            token = secrets.token_hex(8)
-            change = await live_change(self._client, version, version.history)
-            version = dataclasses.replace(version, history=None)
+            if await publish_state(self._client) != prepared.state:
+                # Another publish or an import came first: number and history move on.
+                prepared = await prepare_publish(self._client, prepared.version, token, self._temp_ttl)
+            version = dataclasses.replace(prepared.version, history=None)
+            staged = prepared.staged
+            # History first: the version's own keys are written just before the swap.
+            await send_packed(self._client, staged.commands)
             written = await self._write_temp(token, version)
-            staged = await stage(self._client, token, change, self._temp_ttl) if change else ([], [])
-            # Recording history lengthens a publish: the lock's TTL starts again for the swap.
-            await lock.reacquire()
-            await self._swap(token, version, written, staged)
+            await self._swap(token, version, written, (staged.script_keys, staged.ops))
         finally:
             try:
                 await lock.release()

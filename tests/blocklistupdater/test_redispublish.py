@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -11,7 +12,10 @@ import fakeredis
 import pytest
 
 from blocklist import rediskeys as keys
-from blocklist.addresses import V4, V6
+from blocklist.addresses import V4, V6, parse_network
+from blocklist.feedparsers import FamilyEntries
+from blocklist.history import FeedContent, FeedRow, feed_members, key_network
+from blocklist.historyredis import RedisHistoryReader
 from blocklist.snapshot import Version, decode_version
 from blocklistupdater.redispublish import PublishError, RedisPublisher, zadd_command
 from tests.versions import make_version
@@ -221,3 +225,38 @@ def test_packed_zadd_members_are_the_encoded_ranges() -> None:
             args += [b"0", keys.encode_range(family, first, last).encode()]
         want = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
         assert zadd_command(b"k", family, firsts, lasts) == want
+
+
+def with_history(number: int, *entries: str) -> Version:
+    """``make_version`` carrying what history records of its one feed ``f``."""
+    version = make_version(number, *entries)
+    v4, v6 = FamilyEntries(), FamilyEntries()
+    for text in entries:
+        family, first, last = parse_network(text)
+        (v4 if family == V4 else v6).append(first, last, 0, f"label {text}")
+    content = FeedContent(feed_members(v4, v6), FeedRow(len(entries)))
+    return dataclasses.replace(version, history={"f": content})
+
+
+def test_concurrent_publishes_record_history_in_number_order() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        publisher = RedisPublisher(client)
+        await publisher.publish(with_history(1, "10.0.0.0/8"))
+        # Both prepare against version 1's state; the second to take the lock
+        # finds it moved and prepares again.
+        second, third = await asyncio.gather(
+            publisher.publish(with_history(2, "10.0.0.0/8", "192.0.2.0/24")),
+            publisher.publish(with_history(2, "198.51.100.7")),
+        )
+        assert sorted([second.number, third.number]) == [2, 3]
+        last = max((second, third), key=lambda v: v.number)
+        reader = RedisHistoryReader(client)
+        catalog = await reader.catalog()
+        assert [v.number for v in catalog.versions] == [1, 2, 3]
+        opens = await reader.opens("f")
+        assert sorted(map(key_network, opens)) == sorted(
+            ["10.0.0.0/8", "192.0.2.0/24"] if last is second else ["198.51.100.7/32"]
+        )
+        assert all(label.startswith("label ") for label, _ in opens.values())
+
+    with_redis(test)
