@@ -164,8 +164,11 @@ def pack_change(token: str, change: Change, ttl: int) -> Staged:
         name = keys.temp_key(token, f"timeline:{len(ops)}")
         script_keys.extend((name, target))
         ops.append(op)
-        commands.extend(pack_batches(command, name.encode(), args, per_item))
+        # One item, then the TTL, then the bulk: a writer killed mid-write
+        # leaves no temporary key without a TTL behind.
+        commands.append(pack_command(command, name.encode(), *args[:per_item]))
         commands.append(pack_command(b"EXPIRE", name.encode(), expire))
+        commands.extend(pack_batches(command, name.encode(), args[per_item:], per_item))
 
     for feed in sorted({f for f, _ in change.records} | {f for f, _ in change.opens}):
         for kind, values in (("records", change.records), ("opens", change.opens)):
