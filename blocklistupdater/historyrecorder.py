@@ -43,6 +43,7 @@ __all__ = [
     "build_import",
     "build_live",
     "build_purge",
+    "build_version",
     "horizons",
     "live_kind",
     "purge_sqlite",
@@ -253,17 +254,24 @@ def live_kind(version: Version) -> str:
     return "bootstrap" if version.bootstrap else "sync"
 
 
+def build_version(
+    reader: HistoryReader, version: Version, contents: Mapping[str, FeedContent]
+) -> tuple[int, Change]:
+    """:func:`build_live` of a published ``version`` (its number, build time and kind)."""
+    return build_live(
+        reader,
+        number=version.number,
+        at=version.built_at,
+        kind=live_kind(version),
+        feeds=contents,
+        recorded_at=time.time(),
+    )
+
+
 def record_sqlite(store: SqliteHistory, version: Version, contents: Mapping[str, FeedContent]) -> int:
     """Record a published version in an embedded store; returns the number it is recorded under."""
     with store.writing() as reader:
-        number, change = build_live(
-            reader,
-            number=version.number,
-            at=version.built_at,
-            kind=live_kind(version),
-            feeds=contents,
-            recorded_at=time.time(),
-        )
+        number, change = build_version(reader, version, contents)
         reader.apply(change)
     return number
 

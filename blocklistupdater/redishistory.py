@@ -33,10 +33,9 @@ from blocklistupdater.historyrecorder import (
     ImportFile,
     ImportResult,
     build_import,
-    build_live,
     build_purge,
+    build_version,
     horizons,
-    live_kind,
 )
 from blocklistupdater.resp import pack_batches, pack_command, send_packed
 
@@ -265,14 +264,7 @@ async def prepare_publish(client: Redis, version: Version, token: str, ttl: int)
     prefetched = Prefetched(catalog, opens=opens, records=records)
 
     def build() -> Staged:
-        _, change = build_live(
-            prefetched,
-            number=version.number,
-            at=version.built_at,
-            kind=live_kind(version),
-            feeds=contents,
-            recorded_at=time.time(),
-        )
+        _, change = build_version(prefetched, version, contents)
         return pack_change(token, change, ttl)
 
     # CPU-bound: off the event loop.
