@@ -206,9 +206,9 @@ def parse_feed(data: bytes, fmt: FeedFormat = FeedFormat.AUTO, *, max_size: int)
     return feed
 
 
-def clean_label(text: str) -> str:
-    """``text`` as a label: control characters removed, stripped, cut to :data:`LABEL_WIDTH`."""
-    return text.translate(_CONTROL).strip()[:LABEL_WIDTH].strip()
+def clean_label(text: str, width: int = LABEL_WIDTH) -> str:
+    """``text`` as a label: control characters removed, stripped, cut to ``width`` characters."""
+    return text.translate(_CONTROL).strip()[:width].strip()
 
 
 def _split_comment(line: str) -> tuple[str, str]:

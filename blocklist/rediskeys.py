@@ -82,3 +82,22 @@ def member_contains(member: str | bytes, value: int) -> bool:
     text = member.decode() if isinstance(member, bytes) else member
     first, _, last = text.partition("-")
     return int(first, 16) <= value <= int(last, 16)
+
+
+#: Operator control data (see :mod:`blocklist.controlredis`): overrides
+#: (hash: id -> document) and their id counter; API keys (hash: name ->
+#: document); reputation blocks (sorted set: key -> block end in ms) and the
+#: oldest report note per key (sorted set, for retention); the change log
+#: and the audit log (streams).
+OVERRIDES: Final = PREFIX + "control:overrides"
+OVERRIDE_IDS: Final = PREFIX + "control:override-ids"
+API_KEYS: Final = PREFIX + "control:keys"
+REPUTATION_BLOCKED: Final = PREFIX + "control:reputation-blocked"
+REPUTATION_NOTES: Final = PREFIX + "control:reputation-notes"
+CONTROL_CHANGES: Final = PREFIX + "control:changes"
+AUDIT: Final = PREFIX + "control:audit"
+
+
+def reputation_state_key(key: str) -> str:
+    """One reputation key's state (JSON, expiring when it has recovered or is out of retention)."""
+    return f"{PREFIX}control:reputation:{key}"

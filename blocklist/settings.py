@@ -24,6 +24,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from blocklist.errors import ConfigError
 from blocklist.feedparsers import FeedFormat
+from blocklist.reputation import Policy, Violation, parse_violations
 
 #: Well-known feeds selectable by name alone, with their format.
 PRESETS: dict[str, tuple[FeedFormat, str]] = {
@@ -44,6 +45,7 @@ PRESETS: dict[str, tuple[FeedFormat, str]] = {
     ),
 }
 ALLOWED_SCHEMES = ("http", "https", "file")
+DEFAULT_VIOLATIONS = "failed_login:5:50,spam:20:0,scan:40:0"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.ASCII)
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -233,6 +235,26 @@ class Settings(BaseSettings):
         default="none",
         description="Endpoints behind an API key: status (status, metrics, docs) or all (also check_ip).",
     )
+    violations: Annotated[tuple[Violation, ...], NoDecode] = Field(
+        default=parse_violations(DEFAULT_VIOLATIONS),
+        description="Report kinds, 'name:penalty:decrease_limit,...' (as in iprepd).",
+    )
+    reputation_decay_points: int = Field(
+        default=1, ge=1, le=100, description="Points recovered per interval."
+    )
+    reputation_decay_interval: float = Field(default=60.0, gt=0, description="Recovery interval, s.")
+    reputation_block_below: int = Field(
+        default=50, ge=0, le=101, description="An address is blocked while its reputation is below this."
+    )
+    reputation_ipv6_prefix: int = Field(
+        default=64,
+        ge=1,
+        le=128,
+        description="IPv6 reports count against the address's network of this length.",
+    )
+    control_wait_timeout: float = Field(
+        default=1.0, ge=0, description="Distributed: how long a change waits for a replica to have it, s."
+    )
 
     @field_validator("feeds", mode="before")
     @classmethod
@@ -284,7 +306,12 @@ class Settings(BaseSettings):
                 raise ConfigError("BLOCKLIST_API_KEYS holds SHA-256 hex digests of keys, not keys")
         return digests
 
-    @field_validator("refresh_interval", "history_purge_interval", mode="before")
+    @field_validator("violations", mode="before")
+    @classmethod
+    def _parse_violations(cls, value: object) -> object:
+        return parse_violations(value) if isinstance(value, str) else value
+
+    @field_validator("refresh_interval", "history_purge_interval", "reputation_decay_interval", mode="before")
     @classmethod
     def _parse_refresh(cls, value: object) -> object:
         return parse_duration(value) if isinstance(value, str | int | float) else value
@@ -297,8 +324,6 @@ class Settings(BaseSettings):
         unknown = set(self.history_retention) - {f.name for f in self.feeds} - {""}
         if unknown:
             raise ConfigError(f"history retention names unknown feeds: {sorted(unknown)}")
-        if self.protect != "none" and not self.api_keys:
-            raise ConfigError(f"BLOCKLIST_PROTECT={self.protect} needs BLOCKLIST_API_KEYS")
         return self
 
     @property
@@ -309,6 +334,28 @@ class Settings(BaseSettings):
     def retention_for(self, feed: str) -> float:
         """How long ``feed``'s history is kept, seconds; 0 keeps everything."""
         return self.history_retention.get(feed, self.history_retention.get("", 0.0))
+
+    @property
+    def reputation_policy(self) -> Policy:
+        """How reported reputation recovers and blocks."""
+        return Policy(
+            self.reputation_decay_points,
+            max(1, round(self.reputation_decay_interval * 1000)),
+            self.reputation_block_below,
+            self.reputation_ipv6_prefix,
+        )
+
+    @property
+    def personal_retention_ms(self) -> int:
+        """How long report comments, reputation state and the audit log are kept, ms (0: no limit).
+
+        The default history retention: they are personal data, kept no longer than history.
+        """
+        return round(self.history_retention.get("", 0.0) * 1000)
+
+    def violation(self, name: str) -> Violation | None:
+        """The configured violation called ``name``."""
+        return next((v for v in self.violations if v.name == name), None)
 
     def interval_for(self, feed: FeedSpec) -> float:
         """Refresh interval of one feed, seconds."""

@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from blocklist import rediskeys as keys
+from blocklist.controlstores import control_store
 from blocklist.errors import BlocklistError
 from blocklist.redisclient import RedisConnector, load_live_version
 from blocklist.settings import Settings
@@ -101,7 +102,13 @@ async def run_worker(
             outcomes = await updater.sync_once()
             good = all(o in (Outcome.UPDATED, Outcome.NOT_MODIFIED) for o in outcomes.values())
             return 0 if good and updater.current is not None else 1
-        scheduler = SyncScheduler(updater, purge=lambda: purge_redis(client, settings, time.time()))
+        control = control_store(settings, redis)
+
+        async def purge() -> None:
+            await purge_redis(client, settings, time.time())
+            await control.purge(time.time())
+
+        scheduler = SyncScheduler(updater, purge=purge)
         scheduler.start()
         try:
             await _heartbeat_until(client, settings, stop)

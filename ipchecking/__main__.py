@@ -1,6 +1,7 @@
 """``python -m ipchecking``: run the API under uvicorn or granian.
 
     python -m ipchecking [--host H] [--port P] [--workers N] [--log-level L] [--server S]
+    python -m ipchecking keys create|list|revoke ...   (see ipchecking.keyscli)
 
 Settings come from the environment (``BLOCKLIST_*``, ``REDIS_URL``).
 """
@@ -22,6 +23,11 @@ SERVERS = ("uvicorn", "granian")
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, validate settings, serve until stopped; exit code."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["keys"]:
+        from ipchecking.keyscli import keys_main  # noqa: PLC0415 - only this command needs it
+
+        return keys_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m ipchecking", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")

@@ -16,6 +16,7 @@ from blocklist.errors import BackendUnavailable, InvalidAddress
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, SLOT_SHIFT, VersionHolder
 
 if TYPE_CHECKING:
+    from blocklist.decision import ControlView
     from ipchecking.live import LiveRuntime
 
 Headers = list[tuple[bytes, bytes]]
@@ -51,6 +52,13 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
     served = holder.served
     if served is None:
         return (*NO_DATA, "unavailable")
+    control = holder.control
+    if control.active:
+        verdict = control.verdict(family, value, control.clock())
+        if verdict is not None:
+            if verdict == "allow":
+                return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
+            return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     if family == V4:
         lasts, slot = served.v4_lasts, value >> SLOT_SHIFT
         i = bisect_right(served.v4_firsts, value, served.v4_slots[slot], served.v4_slots[slot + 1]) - 1
@@ -62,16 +70,20 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
 
 
-async def check_ip_live(live: LiveRuntime, text: str) -> Answer:
+async def check_ip_live(live: LiveRuntime, text: str, control: ControlView) -> Answer:
     """Answer one lookup by asking Redis (live mode); same contract as :func:`check_ip`.
 
-    A Redis failure or timeout gives 503 ``backend_unavailable`` with the reason.
+    Overrides and reputation come from the process's ``control`` view, as
+    in local mode; Redis is asked for the feeds' answer (and the version
+    number of the headers). A Redis failure or timeout gives 503
+    ``backend_unavailable`` with the reason.
     """
     try:
         family, value = parse_address(text)
     except InvalidAddress as exc:
         status, headers, body = error_body(422, "invalid_address", exc.reason)
         return status, headers, body, "invalid"
+    verdict = control.verdict(family, value, control.clock()) if control.active else None
     try:
         blocked, number = await live.lookup(family, value)
     except BackendUnavailable as exc:
@@ -80,6 +92,8 @@ async def check_ip_live(live: LiveRuntime, text: str) -> Answer:
     if number is None:
         return (*NO_DATA, "unavailable")
     blocked_headers, allowed_headers = live.headers_for(number)
+    if verdict is not None:
+        blocked = verdict != "allow"
     if blocked:
         return 200, blocked_headers, BLOCKED_BODY, "blocked"
     return 200, allowed_headers, ALLOWED_BODY, "allowed"

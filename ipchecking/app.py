@@ -10,7 +10,9 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
@@ -18,11 +20,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, CollectorRegistry
+from redis.exceptions import RedisError
 
 from blocklist import __version__
+from blocklist.controlstores import control_store
+from blocklist.decision import ControlView
 from blocklist.settings import Settings
-from ipchecking import historyroutes, routes
+from ipchecking import controlroutes, historyroutes, iprepdroutes, routes
 from ipchecking.auth import ApiKeys
+from ipchecking.controlservice import ControlService
+from ipchecking.controlsync import ControlSync
 from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
@@ -39,16 +46,22 @@ Spamhaus DROP/EDROP/DROPv6 and FireHOL netsets optionally)."""
 
 
 def create_app(
-    settings: Settings | None = None, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> FastPathApp:
     """Build the service's ASGI app (fast path in front of FastAPI).
 
     ``settings`` defaults to the environment (``REDIS_URL`` set: distributed
     mode, serving what the updater worker publishes); ``transport`` replaces
-    the network for feed downloads in embedded mode (tests).
+    the network for feed downloads in embedded mode (tests); ``clock`` is
+    the time overrides expire and reputation recovers by (tests).
     """
     settings = settings or Settings()
-    holder = VersionHolder(settings.cache_max_age)
+    view = ControlView(settings.reputation_ipv6_prefix, clock)
+    holder = VersionHolder(settings.cache_max_age, view)
+    keys = ApiKeys.from_settings(settings)
     stats = RequestStats()
     registry = CollectorRegistry()
     registry.register(stats)
@@ -63,6 +76,12 @@ def create_app(
         runtime = live = LiveRuntime(settings)
     else:
         runtime = DistributedRuntime(settings, holder)
+    store = control_store(
+        settings, None if isinstance(runtime, EmbeddedRuntime) else runtime.link.connector, clock=clock
+    )
+    sync = ControlSync(store, view, keys)
+    if isinstance(runtime, EmbeddedRuntime):
+        runtime.purge_also = store.purge
     # The default registry holds the sync pipeline's metrics (and the
     # process collectors): exported here only where the updater runs in this
     # process. API replicas export the process collectors alone, so they never
@@ -80,6 +99,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await runtime.start()
+        await sync.start(settings.redis_timeout)
         # Everything built so far (modules, the app, a loaded version) lives
         # as long as the process: moved out of the collector's sight, a full
         # collection scans only what requests allocate, and its pauses stay
@@ -90,6 +110,7 @@ def create_app(
         try:
             yield
         finally:
+            await sync.stop()
             await runtime.stop()
             log.info("service stopped", extra={"mode": mode, "pid": os.getpid()})
 
@@ -105,6 +126,8 @@ def create_app(
     api.state.registries = registries
     api.state.runtime = runtime
     api.state.live = live
+    api.state.keys = keys
+    api.state.control = ControlService(settings, store, sync)
     api.state.history = (
         SqliteSource(runtime.history)
         if isinstance(runtime, EmbeddedRuntime)
@@ -112,9 +135,14 @@ def create_app(
     )
     api.include_router(routes.router)
     api.include_router(historyroutes.router)
+    api.include_router(controlroutes.router)
+    api.include_router(iprepdroutes.router)
     api.add_exception_handler(Exception, _internal_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
-    return FastPathApp(api, holder, stats, live, ApiKeys.from_settings(settings))
+    api.add_exception_handler(controlroutes.AccessDenied, controlroutes.access_denied)
+    for backend_error in (RedisError, sqlite3.Error, OSError):
+        api.add_exception_handler(backend_error, _backend_unavailable)
+    return FastPathApp(api, holder, stats, live, keys)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -122,6 +150,15 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or str(exc)
     return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+
+async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    """The store of operator data failed: 503 with the reason, retry later."""
+    log.warning("control store unavailable", extra={"error": f"{type(exc).__name__}: {exc}"})
+    detail = "the store of overrides and reputation is unavailable; retry shortly"
+    return JSONResponse(
+        {"error": "backend_unavailable", "detail": detail}, status_code=503, headers={"retry-after": "5"}
+    )
 
 
 async def _internal_error(request: Request, exc: Exception) -> JSONResponse:

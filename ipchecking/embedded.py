@@ -71,6 +71,8 @@ class EmbeddedRuntime:
         self._written_status: dict[str, Any] | None = None
         self._unlocked_updater = False
         self.started_at = time.time()
+        #: Also run by the updater's purge job (the control store's clean-up), when set.
+        self.purge_also: Callable[[float], Awaitable[int]] | None = None
 
     def ready_version(self) -> int | None:
         """Number of the served version, if any."""
@@ -230,6 +232,10 @@ class EmbeddedRuntime:
         writes = await asyncio.to_thread(purge_sqlite, self.history, self.settings, time.time())
         if writes:
             log.info("history purged", extra={"writes": writes})
+        if self.purge_also is not None:
+            done = await self.purge_also(time.time())
+            if done:
+                log.info("control data purged", extra={"writes": done})
 
     async def _share_status(self) -> None:
         """Write the feed status for workers that do not run the updater."""

@@ -66,7 +66,9 @@ class FastPathApp:
             if self.live is None:
                 status, headers, body, result = check_ip(self.holder, path[_PREFIX_LEN:])
             else:
-                status, headers, body, result = await check_ip_live(self.live, path[_PREFIX_LEN:])
+                status, headers, body, result = await check_ip_live(
+                    self.live, path[_PREFIX_LEN:], self.holder.control
+                )
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body if method == "GET" else b""})
             self._lookups[result] += 1

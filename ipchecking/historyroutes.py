@@ -33,6 +33,7 @@ from blocklist.history import (
     parse_moment,
 )
 from blocklist.settings import Settings
+from ipchecking.controlservice import ControlService, override_body
 from ipchecking.historysource import HistorySource, Lookups
 from ipchecking.holder import VersionHolder
 from ipchecking.routes import ErrorBody, HolderDep, IpParam
@@ -65,8 +66,16 @@ class ExplainBody(BaseModel):
     version: int | None = Field(description="The version in force; null before the first one.")
     built_at: str | None
     matches: list[MatchBody]
-    overrides: list[dict[str, Any]] = Field(default_factory=list, description="Manual entries (none yet).")
-    reputation: dict[str, Any] | None = Field(default=None, description="Reported reputation (none yet).")
+    overrides: list[dict[str, Any]] = Field(
+        default_factory=list, description="Active overrides holding the address, allows first (now only)."
+    )
+    reputation: dict[str, Any] | None = Field(
+        default=None, description="Reported reputation: score, blocked_until, the last reports (now only)."
+    )
+    decided_by: str | None = Field(
+        default=None,
+        description="What decided `blocked`: allow, block (overrides), reputation, feeds; null: none.",
+    )
 
 
 class ListingBody(BaseModel):
@@ -208,7 +217,10 @@ async def explain(
     text = format_address(family, value)
     lookups = await source.lookup(address_keys(family, value))
     if moment is None:
-        return await _explain_now(text, (family, value), lookups, holder, source)
+        body = await _explain_now(text, (family, value), lookups, holder, source)
+        if isinstance(body, ExplainBody):
+            await _add_control(body, (family, value), request.app.state.control)
+        return body
     catalog = await source.catalog()
     horizon = _horizon(request.app.state.settings, catalog, time.time())
     if horizon is not None and moment < horizon:
@@ -224,7 +236,25 @@ async def explain(
         version=record.number if record else None,
         built_at=iso_moment(record.at) if record else None,
         matches=[_match_body(m) for m in matches],
+        decided_by="feeds" if matches else None,
     )
+
+
+async def _add_control(body: ExplainBody, address: tuple[int, int], control: ControlService) -> None:
+    """Overrides, reputation and the deciding source, by the same precedence as ``/check_ip``."""
+    family, value = address
+    now = control.now()
+    body.overrides = [override_body(o) for o in control.view.applying(family, value, now)]
+    keyed = control.keyed(body.ip)
+    state = await control.store.reputation(keyed.key)
+    now_ms = int(now * 1000)
+    body.reputation = control.reputation_body(keyed.key, state, now_ms) if state is not None else None
+    verdict = control.view.verdict(family, value, now) if control.view.active else None
+    if verdict is not None:
+        body.decided_by = verdict
+        body.blocked = verdict != "allow"
+    else:
+        body.decided_by = "feeds" if body.matches else None
 
 
 async def _explain_now(

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
 
+from blocklist.decision import ControlView
 from blocklist.snapshot import Version
 
 JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
@@ -103,13 +104,16 @@ _COUNT_BELOW = 500_000
 
 
 class VersionHolder:
-    """Holds the served version; ``served`` is None until one is loaded."""
+    """Holds the served version (``served`` is None until one is loaded) and the
+    process's view of overrides and reputation (``control``), which lookups
+    consult first."""
 
-    __slots__ = ("cache", "served")
+    __slots__ = ("cache", "control", "served")
 
-    def __init__(self, cache_max_age: int = 300) -> None:
+    def __init__(self, cache_max_age: int = 300, control: ControlView | None = None) -> None:
         self.served: Served | None = None
         self.cache = cache_control(cache_max_age)
+        self.control = control or ControlView()
 
     @property
     def version(self) -> Version | None:

@@ -104,7 +104,7 @@ async def check_ip(ip: IpParam, request: Request, holder: HolderDep) -> Response
     if live is None:
         status, headers, body, _ = answer_check_ip(holder, ip)
     else:
-        status, headers, body, _ = await check_ip_live(live, ip)
+        status, headers, body, _ = await check_ip_live(live, ip, holder.control)
     return Response(body, status, {k.decode(): v.decode() for k, v in headers})
 
 
@@ -135,7 +135,7 @@ async def readyz(runtime: RuntimeDep, response: Response) -> dict[str, Any]:
 
 
 @router.get("/status", tags=["status"], summary="Mode, served version and per-feed state.")
-async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
+async def status(request: Request, holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
     """What is served, where it came from, and how each feed's syncs went."""
     version = holder.version
     now = time.time()
@@ -156,6 +156,7 @@ async def status(holder: HolderDep, runtime: RuntimeDep) -> dict[str, Any]:
             bootstrap=version.bootstrap,
         )
     body.update(runtime.status())
+    body["control"] = request.app.state.control.sync.status()
     body["stale"] = body["version"] is None or any(f["stale"] for f in body.get("feeds", {}).values())
     return body
 

@@ -1,0 +1,124 @@
+"""The one decision: allow override, then manual block, then reputation, then feeds.
+
+A :class:`ControlView` is what one process holds of the mutable sources:
+the compiled overrides and, per reputation key, the moment its block ends.
+:meth:`ControlView.verdict` is the fixed precedence every consumer uses
+(``/check_ip``, explain, and what later reads the same data); the feeds
+come last, from the served version's index, and only when no override or
+reputation decided.
+
+The view is updated in place by one task per process (see
+:mod:`ipchecking.controlsync`) with whole-value assignments, so a lookup
+running between two updates sees either the old or the new state of each
+source.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Literal
+
+from blocklist.addresses import V4, parse_address, parse_network
+from blocklist.overrides import CompiledOverrides, Override, compile_overrides
+from blocklist.reputation import reputation_key
+
+Verdict = Literal["allow", "block", "reputation"]
+#: What decided an answer, in precedence order; ``feeds`` and None come from the index.
+DECIDERS = ("allow", "block", "reputation", "feeds")
+
+
+class ControlView:
+    """Overrides and reputation blocks held in memory for lookups.
+
+    ``clock`` gives seconds since the epoch (injectable for tests).
+    """
+
+    def __init__(self, v6_prefix: int = 64, clock: Callable[[], float] = time.time) -> None:
+        self.v6_prefix = v6_prefix
+        self.clock = clock
+        self.overrides: dict[int, Override] = {}
+        self.compiled = CompiledOverrides()
+        #: Reputation key value -> block end (ms), per family.
+        self.blocked4: dict[int, int] = {}
+        self.blocked6: dict[int, int] = {}
+        #: False while nothing is held: the hot path then skips the view entirely.
+        self.active = False
+
+    def verdict(self, family: int, value: int, now: float) -> Verdict | None:
+        """What the mutable sources decide for the address at ``now``; None: ask the feeds."""
+        compiled = self.compiled
+        if family == V4:
+            if compiled.allow4.until(value) > now:
+                return "allow"
+            if compiled.block4.until(value) > now:
+                return "block"
+            until = self.blocked4.get(value)
+        else:
+            if compiled.allow6.until(value) > now:
+                return "allow"
+            if compiled.block6.until(value) > now:
+                return "block"
+            until = self.blocked6.get(value >> (128 - self.v6_prefix))
+        if until is not None and until > now * 1000:
+            return "reputation"
+        return None
+
+    def applying(self, family: int, value: int, now: float) -> list[Override]:
+        """The active overrides holding the address (allows first), for explain. O(n)."""
+        hits = []
+        for item in self.overrides.values():
+            fam, first, last = item.bounds
+            if fam == family and first <= value <= last and item.active(now):
+                hits.append(item)
+        return sorted(hits, key=lambda o: (o.action != "allow", o.id))
+
+    # -- updates (one task per process) -----------------------------------------
+
+    def compile(self, overrides: dict[int, Override]) -> CompiledOverrides:
+        """The compiled form of ``overrides`` (run off the event loop for large sets)."""
+        return compile_overrides(overrides.values(), self.clock())
+
+    def install(self, overrides: dict[int, Override], compiled: CompiledOverrides) -> None:
+        """Serve ``overrides`` (compiled by :meth:`compile`) from now on."""
+        self.overrides = overrides
+        self.compiled = compiled
+        self._note_active()
+
+    def replace_blocked(self, blocked: Iterable[tuple[str, int]]) -> None:
+        """Replace every reputation block with ``(key text, end ms)`` pairs."""
+        four: dict[int, int] = {}
+        six: dict[int, int] = {}
+        for key, until in blocked:
+            family, keyed = self.parse_key(key)
+            (four if family == V4 else six)[keyed] = until
+        self.blocked4, self.blocked6 = four, six
+        self._note_active()
+
+    def set_blocked(self, key: str, until: int | None) -> None:
+        """Set (or, with None, lift) one reputation block."""
+        family, keyed = self.parse_key(key)
+        table = self.blocked4 if family == V4 else self.blocked6
+        if until is None:
+            table.pop(keyed, None)
+        else:
+            table[keyed] = until
+        self._note_active()
+
+    def prune(self) -> None:
+        """Forget reputation blocks that have ended (memory only; lookups ignore them already)."""
+        now_ms = self.clock() * 1000
+        for table in (self.blocked4, self.blocked6):
+            for keyed in [k for k, until in table.items() if until <= now_ms]:
+                table.pop(keyed, None)
+        self._note_active()
+
+    def parse_key(self, key: str) -> tuple[int, int]:
+        """(family, key value) of a reputation key's text (see :func:`~blocklist.reputation.key_text`)."""
+        if "/" in key:
+            family, first, _ = parse_network(key)
+            return reputation_key(family, first, self.v6_prefix)
+        return reputation_key(*parse_address(key), self.v6_prefix)
+
+    def _note_active(self) -> None:
+        self.active = bool(len(self.compiled) or self.blocked4 or self.blocked6)
