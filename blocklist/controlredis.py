@@ -16,14 +16,18 @@ an acknowledged change survives the loss of the primary.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from blocklist import rediskeys as keys
 from blocklist.control import (
@@ -162,6 +166,32 @@ return 1
 """
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _reconnecting(
+    method: Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]]:
+    """Run ``method`` again, once, after a connection error on the primary.
+
+    Pooled connections to a primary that restarted (or was replaced by a
+    failover) fail on their first use; the pool is dropped and the call
+    made once more on a fresh connection.
+    """
+
+    async def wrapper(self: RedisControl, *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(self, *args, **kwargs)
+        except RedisConnectionError:
+            with contextlib.suppress(RedisError, OSError):
+                await self._primary().connection_pool.disconnect()
+            return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -222,6 +252,7 @@ class RedisControl:
 
     # -- overrides ----------------------------------------------------------
 
+    @_reconnecting
     async def add_override(self, draft: OverrideDraft, actor: str, now: float) -> Override:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()
@@ -243,6 +274,7 @@ class RedisControl:
         await self._replicated(client)
         return item
 
+    @_reconnecting
     async def delete_override(self, override_id: int, actor: str, now: float) -> Override | None:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()
@@ -258,11 +290,13 @@ class RedisControl:
         await self._replicated(client)
         return item if removed else None
 
+    @_reconnecting
     async def get_override(self, override_id: int) -> Override | None:
         """See :class:`~blocklist.control.ControlStore`."""
         doc = await self._primary().hget(keys.OVERRIDES, str(override_id))
         return Override.decode(doc) if doc is not None else None
 
+    @_reconnecting
     async def list_overrides(self, action: Action | None, offset: int, limit: int) -> Page:
         """See :class:`~blocklist.control.ControlStore` (reads every override: they are few)."""
         items = sorted(
@@ -274,6 +308,7 @@ class RedisControl:
 
     # -- reputation -----------------------------------------------------------
 
+    @_reconnecting
     async def report(self, items: Sequence[ReportItem], now_ms: int) -> list[State]:
         """See :class:`~blocklist.control.ControlStore` (one script for the whole batch)."""
         if not items:
@@ -299,11 +334,13 @@ class RedisControl:
         await self._replicated(client)
         return [decode_state(d) if d else State(100, now_ms) for d in docs]
 
+    @_reconnecting
     async def reputation(self, key: str) -> State | None:
         """See :class:`~blocklist.control.ControlStore`."""
         doc = await self._primary().get(keys.reputation_state_key(key))
         return decode_state(doc) if doc is not None else None
 
+    @_reconnecting
     async def set_reputation(self, key: str, state: State | None, actor: str, now: float) -> None:
         """See :class:`~blocklist.control.ControlStore`."""
         now_ms = int(now * 1000)
@@ -336,6 +373,7 @@ class RedisControl:
 
     # -- keys ---------------------------------------------------------------
 
+    @_reconnecting
     async def _key_change(self, name: str, doc: str, audit: AuditEntry) -> bool:
         client = self._primary()
         names = (keys.API_KEYS, keys.CONTROL_CHANGES, keys.AUDIT)
@@ -354,6 +392,7 @@ class RedisControl:
         """See :class:`~blocklist.control.ControlStore`."""
         return await self._key_change(name, "", AuditEntry("", now, actor, "key.revoke", name))
 
+    @_reconnecting
     async def list_keys(self) -> list[ApiKey]:
         """See :class:`~blocklist.control.ControlStore`."""
         docs = await self._primary().hvals(keys.API_KEYS)
@@ -361,6 +400,7 @@ class RedisControl:
 
     # -- audit, snapshot, changes, purge -----------------------------------------
 
+    @_reconnecting
     async def audit(self, before: str | None, limit: int) -> list[AuditEntry]:
         """See :class:`~blocklist.control.ControlStore`; ids are stream ids."""
         top = f"({before}" if before else "+"
@@ -410,6 +450,7 @@ class RedisControl:
         ]
         return _text(entries[-1][0]), out
 
+    @_reconnecting
     async def purge(self, now: float) -> int:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()

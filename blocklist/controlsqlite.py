@@ -220,6 +220,8 @@ class SqliteControl:
                     state = decode_state(row[0]) if row else None
                     violation = Violation(item.violation, item.penalty, item.decrease_limit)
                     new = apply_violation(state, violation, item.note, self.policy, item.suppress_ms)
+                    if self.retention_ms > 0:
+                        new = drop_old_notes(new, now_ms - self.retention_ms)
                     self._store_state(con, item.key, new, row[1] if row else None, now_ms)
                     out.append(new)
             return out

@@ -73,16 +73,21 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
 
 @contextmanager
 def redis_server(
-    directory: Path, *, replica_of: RedisServer | None = None, port: int | None = None
+    directory: Path, *, replica_of: RedisServer | None = None, port: int | None = None, aof: bool = False
 ) -> Iterator[RedisServer]:
-    """Start ``redis-server`` in ``directory`` on ``port`` (default: a free one); stop it on exit."""
+    """Start ``redis-server`` in ``directory`` on ``port`` (default: a free one); stop it on exit.
+
+    ``aof``: persist with an append-only file (fsync every second), as the
+    deployment files configure it.
+    """
     binary = shutil.which("redis-server")
     assert binary, "redis-server is not installed (scripts/install --test installs it)"
     directory.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     # No diskless-sync delay: a replica's first full sync starts at once,
     # not five seconds in, when a test is already reading from it.
-    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+    cmd = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "yes" if aof else "no",
            "--repl-diskless-sync-delay", "0",
            "--dir", str(directory), "--logfile", str(directory / "redis.log")]  # fmt: skip
     if replica_of is not None:
