@@ -180,7 +180,7 @@ def _reconnecting(
     made once more on a fresh connection.
     """
 
-    async def wrapper(self: RedisControl, *args: P.args, **kwargs: P.kwargs) -> T:
+    async def wrapper(self: RedisControl, /, *args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await method(self, *args, **kwargs)
         except RedisConnectionError:

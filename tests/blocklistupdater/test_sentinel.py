@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,7 @@ from redis.exceptions import ReadOnlyError
 from blocklist import rediskeys as keys
 from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings, parse_host_ports
+from ipchecking.auth import key_digest
 from tests.apiprocess import server, wait_ready
 from tests.redisserver import RedisServer, SentinelServer, redis_server, three_sentinels
 
@@ -278,3 +280,37 @@ def test_primary_killed_the_replica_is_promoted_and_publishing_continues(
         f"failover {failover:.2f}s, publish {publish:.2f}s, propagation {propagation * 1000:.0f} ms, "
         f"{poller.count} answers during it"
     )
+
+
+def test_an_acknowledged_override_survives_the_primary_killed_right_after(
+    tmp_path: Path, topology: Topology, feed: tuple[Path, str]
+) -> None:
+    """WAIT holds the 201 until the replica has the change, so the promoted replica has it."""
+    path, listed = feed
+    run_once(worker_env(tmp_path, topology, path))
+    wait_for(lambda: live_number(topology.replica.port) == 1, 10, "version 1 on the replica")
+    admin_key = "admin-key-for-the-failover-test"
+    env = {**api_env(tmp_path, topology), "BLOCKLIST_API_KEYS": key_digest(admin_key)}
+    admin = {"Authorization": f"Bearer {admin_key}"}
+    with server(env, tmp_path / "api.log") as (base, proc):
+        wait_ready(base, proc)
+        made = httpx.post(
+            f"{base}/v1/overrides", json={"network": UNLISTED, "action": "block"}, headers=admin, timeout=5
+        )
+        assert made.status_code == 201
+        waits: Any = info(topology.primary.port, "commandstats")["cmdstat_wait"]
+        assert waits["calls"] >= 1  # the answer waited for the replica
+        # Killed the moment the change is acknowledged: no shutdown, no AOF, no save.
+        topology.primary.proc.kill()
+        topology.primary.proc.wait()
+        wait_for(lambda: topology.master_ports() == {topology.replica.port}, 30, "replica promoted")
+        stored = httpx.get(f"{base}/v1/overrides/{made.json()['id']}", headers=admin, timeout=5)
+        assert stored.status_code == 200
+        assert stored.json() == made.json()
+        assert answer(base, UNLISTED)[1] == {"blocked": True}
+        # The new primary takes changes too.
+        allow = httpx.post(
+            f"{base}/v1/overrides", json={"network": listed, "action": "allow"}, headers=admin, timeout=5
+        )
+        assert allow.status_code == 201
+        wait_for(lambda: answer(base, listed)[1] == {"blocked": False}, 5, "allow after the failover")
