@@ -84,10 +84,11 @@ def test_lua_and_python_reputation_agree_on_random_report_sequences(
 ) -> None:
     async def scenario() -> None:
         client = Redis(port=server.port)
+        clock = [START / 1000]
         try:
             for seed in range(40):
                 await client.flushall()
-                clock = [START / 1000]
+                clock[0] = START / 1000
                 redis_store = RedisControl(
                     lambda: client, lambda: client, POLICY, RETENTION_MS, clock=lambda: clock[0]
                 )
@@ -102,7 +103,6 @@ def test_lua_and_python_reputation_agree_on_random_report_sequences(
                     from_sqlite = await sqlite_store.report(batch, now_ms)
                     assert from_redis == from_sqlite, seed
                 model = model_run(batches)
-                last = batches[-1][0].note.at
                 for key, state in model.items():
                     stored = await redis_store.reputation(key)
                     expiry = expires_at(state, POLICY, RETENTION_MS)
