@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,6 +163,49 @@ def test_the_change_log_carries_blocks_and_overrides_from_a_snapshot_on(
             ]
             assert (await store.snapshot(now_ms + 1)).cursor == cursor
             assert (await store.snapshot(now_ms + 1)).blocked[0][0] == "192.0.2.9"
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_purge_drops_old_report_comments_and_expired_overrides(
+    kind: str, server: RedisServer, tmp_path: Path
+) -> None:
+    """Comments are personal data: gone once older than the retention, while newer ones stay."""
+
+    slow = Policy(points=1, interval_ms=3_600_000, block_below=50)
+
+    async def scenario() -> None:
+        client = Redis(port=server.port)
+        store: ControlStore = (
+            SqliteControl(tmp_path / "state", slow, RETENTION_MS)
+            if kind == "sqlite"
+            else RedisControl(lambda: client, lambda: client, slow, RETENTION_MS)
+        )
+        try:
+            # Real moments: Redis expires keys and stamps audit entries by its own clock.
+            first = int(time.time() * 1000) - RETENTION_MS - 120_000
+            await store.report([item("192.0.2.9", VIOLATIONS[0], first, 0)], first)
+            later = first + 50 * 60_000
+            await store.report([item("192.0.2.9", VIOLATIONS[0], later, 0)], later)
+            made = await store.add_override(
+                OverrideDraft("192.0.2.0/24", "block", "x", first / 1000 + 60), "me", first / 1000
+            )
+            kept = await store.add_override(
+                OverrideDraft("192.0.2.7/32", "allow", "y", None), "me", first / 1000
+            )
+            purge_at = (first + RETENTION_MS + 60_000) / 1000
+            assert await store.purge(purge_at) >= 1
+            state = await store.reputation("192.0.2.9")
+            assert state is not None
+            assert [n.at for n in state.notes] == [later]
+            assert await store.get_override(made.id) is None
+            assert await store.get_override(kept.id) == kept
+            actions = [e.action for e in await store.audit(None, 10)]
+            assert actions[0] == "override.expire"
         finally:
             await store.aclose()
             await client.aclose()

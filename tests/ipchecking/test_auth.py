@@ -12,6 +12,7 @@ from blocklist.settings import Settings, load_settings
 from ipchecking.app import create_app
 from ipchecking.auth import key_digest
 from tests.ipchecking.apphelpers import running, settings_for
+from tests.ipchecking.controlhelpers import bearer, make_key
 
 KEY = "s3cret-key-for-tests"
 OTHER = "another-valid-key"
@@ -62,10 +63,18 @@ def test_no_key_is_needed_by_default(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_protection_without_keys_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BLOCKLIST_PROTECT", "status")
-    with pytest.raises(ConfigError, match="needs BLOCKLIST_API_KEYS"):
-        load_settings()
+def test_protection_without_configured_keys_accepts_stored_ones(tmp_path: Path) -> None:
+    """Keys made with the CLI are enough: BLOCKLIST_API_KEYS may stay empty."""
+    settings = settings_for(tmp_path, protect="all")
+    stored = make_key(settings, "edge", "read")
+
+    async def scenario() -> None:
+        async with running(create_app(settings)) as client:
+            assert (await client.get("/check_ip/1.2.3.4")).status_code == 401
+            assert (await client.get("/check_ip/1.2.3.4", headers=bearer(stored))).json() == {"blocked": True}
+            assert (await client.get("/status", headers={"X-API-Key": stored})).status_code == 200
+
+    asyncio.run(scenario())
 
 
 def test_a_key_in_clear_instead_of_its_digest_is_refused_without_echoing_it(
