@@ -48,14 +48,15 @@ from blocklist.reputation import NOTES_KEPT, Policy, State, blocked_until, drop_
 
 log = logging.getLogger(__name__)
 
-#: Change-log entries older than this are trimmed (followers reload after any reconnect).
-LOG_KEEP_MS = 3600_000
+#: The change log keeps about this many entries (followers reload after any reconnect,
+#: and a connected one reads each entry within a second of its writing).
+LOG_KEEP = 100_000
 #: How long the replica count seen on the primary is trusted, seconds.
 _REPLICAS_TTL = 1.0
 
 REPORT_LUA = """
 local now, points, interval = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local below, retention, minid, kept = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
+local below, retention, maxlen, kept = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7])
 local out = {}
 for i = 1, #KEYS - 3 do
   local a = 7 + (i - 1) * 5
@@ -121,7 +122,7 @@ for i = 1, #KEYS - 3 do
     else
       redis.call('ZREM', KEYS[1], name)
     end
-    redis.call('XADD', KEYS[3], 'MINID', '~', minid, '*', 'kind', 'blocked', 'key', name, 'data', data)
+    redis.call('XADD', KEYS[3], 'MAXLEN', '~', maxlen, '*', 'kind', 'blocked', 'key', name, 'data', data)
   end
   out[i] = doc
 end
@@ -160,7 +161,7 @@ else
   if exists then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 end
-redis.call('XADD', KEYS[2], 'MINID', '~', ARGV[3], '*', 'kind', 'keys', 'key', ARGV[1], 'data', ARGV[2])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', 'kind', 'keys', 'key', ARGV[1], 'data', ARGV[2])
 redis.call('XADD', KEYS[3], '*', 'doc', ARGV[4])
 return 1
 """
@@ -222,12 +223,9 @@ class RedisControl:
         self._clock = clock
         self._replicas: tuple[float, int] = (-1.0, 0)
 
-    def _minid(self) -> str:
-        return str(max(0, int(self._clock() * 1000) - LOG_KEEP_MS))
-
     def _log(self, pipe: Pipeline, change: ChangeEntry) -> None:
         fields = {"kind": change.kind, "key": change.key, "data": change.data or ""}
-        pipe.xadd(keys.CONTROL_CHANGES, fields, minid=self._minid(), approximate=True)  # type: ignore[arg-type]
+        pipe.xadd(keys.CONTROL_CHANGES, fields, maxlen=LOG_KEEP, approximate=True)  # type: ignore[arg-type]
 
     @staticmethod
     def _audit(pipe: Pipeline, entry: AuditEntry) -> None:
@@ -320,7 +318,7 @@ class RedisControl:
             policy.interval_ms,
             policy.block_below,
             self.retention_ms,
-            self._minid(),
+            LOG_KEEP,
             NOTES_KEPT,
         ]
         for item in items:
@@ -377,7 +375,7 @@ class RedisControl:
     async def _key_change(self, name: str, doc: str, audit: AuditEntry) -> bool:
         client = self._primary()
         names = (keys.API_KEYS, keys.CONTROL_CHANGES, keys.AUDIT)
-        done = await client.eval(KEY_LUA, 3, *names, name, doc, self._minid(), audit.encode())
+        done = await client.eval(KEY_LUA, 3, *names, name, doc, LOG_KEEP, audit.encode())
         if done:
             await self._replicated(client)
         return bool(done)
@@ -479,5 +477,4 @@ class RedisControl:
                 await client.eval(TRIM_NOTES_LUA, 2, state_key, keys.REPUTATION_NOTES, horizon, key)
                 done += 1
             done += int(await client.xtrim(keys.AUDIT, minid=str(horizon), approximate=False))
-        await client.xtrim(keys.CONTROL_CHANGES, minid=self._minid(), approximate=True)
         return done

@@ -317,7 +317,9 @@ class SqliteControl:
         """See :class:`~blocklist.control.ControlStore`."""
 
         def listing() -> list[AuditEntry]:
-            bound = int(before) if before and before.isdigit() else 1 << 62
+            if before is not None and not before.isdigit():
+                raise ValueError("before is not an audit entry id")
+            bound = int(before) if before else 1 << 62
             rows = (
                 self._connection()
                 .execute("SELECT id, doc FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?", (bound, limit))

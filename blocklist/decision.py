@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 from blocklist.addresses import V4, parse_address, parse_network
@@ -26,6 +27,14 @@ from blocklist.reputation import reputation_key
 Verdict = Literal["allow", "block", "reputation"]
 #: What decided an answer, in precedence order; ``feeds`` and None come from the index.
 DECIDERS = ("allow", "block", "reputation", "feeds")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """Overrides compiled for lookups, and each one's bounds for explain."""
+
+    compiled: CompiledOverrides
+    bounds: dict[int, tuple[int, int, int]]
 
 
 class ControlView:
@@ -38,6 +47,7 @@ class ControlView:
         self.v6_prefix = v6_prefix
         self.clock = clock
         self.overrides: dict[int, Override] = {}
+        self._bounds: dict[int, tuple[int, int, int]] = {}
         self.compiled = CompiledOverrides()
         #: Reputation key value -> block end (ms), per family.
         self.blocked4: dict[int, int] = {}
@@ -67,22 +77,26 @@ class ControlView:
     def applying(self, family: int, value: int, now: float) -> list[Override]:
         """The active overrides holding the address (allows first), for explain. O(n)."""
         hits = []
+        bounds = self._bounds
         for item in self.overrides.values():
-            fam, first, last = item.bounds
+            fam, first, last = bounds.get(item.id) or item.bounds
             if fam == family and first <= value <= last and item.active(now):
                 hits.append(item)
         return sorted(hits, key=lambda o: (o.action != "allow", o.id))
 
     # -- updates (one task per process) -----------------------------------------
 
-    def compile(self, overrides: dict[int, Override]) -> CompiledOverrides:
-        """The compiled form of ``overrides`` (run off the event loop for large sets)."""
-        return compile_overrides(overrides.values(), self.clock())
+    def compile(self, overrides: dict[int, Override]) -> Prepared:
+        """The compiled form of ``overrides`` (run it off the event loop: O(n log n))."""
+        return Prepared(
+            compile_overrides(overrides.values(), self.clock()), {i: o.bounds for i, o in overrides.items()}
+        )
 
-    def install(self, overrides: dict[int, Override], compiled: CompiledOverrides) -> None:
-        """Serve ``overrides`` (compiled by :meth:`compile`) from now on."""
+    def install(self, overrides: dict[int, Override], prepared: Prepared) -> None:
+        """Serve ``overrides`` (prepared by :meth:`compile`) from now on."""
+        self._bounds = prepared.bounds
         self.overrides = overrides
-        self.compiled = compiled
+        self.compiled = prepared.compiled
         self._note_active()
 
     def replace_blocked(self, blocked: Iterable[tuple[str, int]]) -> None:

@@ -36,7 +36,7 @@ from ipchecking.fastpath import FastPathApp
 from ipchecking.historysource import RedisSource, SqliteSource
 from ipchecking.holder import VersionHolder
 from ipchecking.live import LiveRuntime
-from ipchecking.metrics import RedisCollector, RequestStats, VersionCollector
+from ipchecking.metrics import ControlCollector, RedisCollector, RequestStats, VersionCollector
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,9 @@ def create_app(
     store = control_store(
         settings, None if isinstance(runtime, EmbeddedRuntime) else runtime.link.connector, clock=clock
     )
-    sync = ControlSync(store, view, keys)
+    # A blocking read of the change log ends well before the Redis socket timeout.
+    sync = ControlSync(store, view, keys, read_wait=min(1.0, settings.redis_timeout / 2))
+    registry.register(ControlCollector(sync))
     if isinstance(runtime, EmbeddedRuntime):
         runtime.purge_also = store.purge
     # The default registry holds the sync pipeline's metrics (and the

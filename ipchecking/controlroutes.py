@@ -210,28 +210,14 @@ async def report(
     valid report (unknown violation, bad address) gets its own ``error``
     and the others are applied.
     """
-    now_ms = int(control.now() * 1000)
-    if isinstance(body, ReportIn):
-        try:
-            item = control.report_item(
-                body.ip,
-                body.violation,
-                comment=body.comment,
-                suppress=body.suppress_recovery,
-                reporter=principal.name,
-                now_ms=now_ms,
-            )
-        except InvalidAddress as exc:
-            return _error(422, "invalid_address", exc.reason)
-        except Refused as exc:
-            return _error(422, exc.error, exc.reason)
-        (state,) = await control.report([item], now_ms)
-        return {"ip": body.ip, **control.reputation_body(item.key, state, now_ms)}
-    if len(body) > MAX_REPORTS:
+    single = isinstance(body, ReportIn)
+    raws = [body.model_dump()] if isinstance(body, ReportIn) else body
+    if len(raws) > MAX_REPORTS:
         return _error(422, "too_many_reports", f"at most {MAX_REPORTS} reports per request")
+    now_ms = int(control.now() * 1000)
     results: list[dict[str, Any]] = []
     items = []
-    for raw in body:
+    for raw in raws:
         try:
             one = ReportIn.model_validate(raw)
             items.append(
@@ -257,7 +243,11 @@ async def report(
     for result in results:
         if "error" not in result:
             result.update(control.reputation_body(next(keys).key, next(states), now_ms))
-    return {"results": results}
+    if not single:
+        return {"results": results}
+    if "error" in results[0]:
+        return JSONResponse({k: v for k, v in results[0].items() if k != "ip"}, status_code=422)
+    return results[0]
 
 
 @router.get("/violations", summary="The configured violations.")

@@ -27,7 +27,7 @@ from ipchecking.background import stop_task
 
 log = logging.getLogger(__name__)
 
-#: Longest wait of one change-log read, seconds (well under the Redis socket timeout).
+#: Longest wait of one change-log read, seconds (capped at half the Redis socket timeout).
 READ_WAIT = 1.0
 #: How often ended reputation blocks are dropped from memory, seconds.
 PRUNE_EVERY = 60.0
@@ -37,8 +37,11 @@ MAX_RETRY_DELAY = 5.0
 class ControlSync:
     """The follower of one process; see the module docstring."""
 
-    def __init__(self, store: ControlStore, view: ControlView, keyring: ApiKeys) -> None:
+    def __init__(
+        self, store: ControlStore, view: ControlView, keyring: ApiKeys, *, read_wait: float = READ_WAIT
+    ) -> None:
         self.store = store
+        self.read_wait = read_wait
         self.view = view
         self.keyring = keyring
         self.cursor: str | None = None
@@ -109,7 +112,7 @@ class ControlSync:
                 if self.cursor is None:
                     await self._load()
                 assert self.cursor is not None
-                result = await self.store.changes(self.cursor, READ_WAIT)
+                result = await self.store.changes(self.cursor, self.read_wait)
                 if result is None:
                     self.cursor = None  # the log moved past us: reload
                     continue

@@ -11,12 +11,14 @@ current answer's ``blocked`` comes from the served version, like
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from blocklist.addresses import V4, format_address, parse_address
 from blocklist.errors import InvalidAddress
@@ -246,9 +248,15 @@ async def _add_control(body: ExplainBody, address: tuple[int, int], control: Con
     now = control.now()
     body.overrides = [override_body(o) for o in control.view.applying(family, value, now)]
     keyed = control.keyed(body.ip)
-    state = await control.store.reputation(keyed.key)
     now_ms = int(now * 1000)
-    body.reputation = control.reputation_body(keyed.key, state, now_ms) if state is not None else None
+    try:
+        state = await control.store.reputation(keyed.key)
+    except (RedisError, sqlite3.Error, OSError):
+        # The answer itself comes from this process's view; only the details are missing.
+        detail = "the reputation store is unavailable; the answer comes from this process's view"
+        body.reputation = {"key": keyed.key, "error": "backend_unavailable", "detail": detail}
+    else:
+        body.reputation = control.reputation_body(keyed.key, state, now_ms) if state is not None else None
     verdict = control.view.verdict(family, value, now) if control.view.active else None
     if verdict is not None:
         body.decided_by = verdict

@@ -20,6 +20,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from ipchecking.controlsync import ControlSync
 from ipchecking.holder import VersionHolder
 from ipchecking.redislink import RedisLink
 
@@ -117,6 +118,37 @@ class VersionCollector(Collector):
             if feed.fetched_at is not None:
                 feed_age.add_metric([feed.name], now - feed.fetched_at)
         yield from (number, age, ranges, feed_age)
+
+
+class ControlCollector(Collector):
+    """What this process holds of overrides and reputation, and whether it follows the store."""
+
+    def __init__(self, sync: ControlSync) -> None:
+        self._sync = sync
+
+    def collect(self) -> Iterator[Metric]:
+        """Gauges read from the process's view at scrape."""
+        view = self._sync.view
+        now = view.clock()
+        overrides = GaugeMetricFamily(
+            "blocklist_overrides", "Active overrides held for lookups, by action.", labels=["action"]
+        )
+        active = [o for o in view.overrides.values() if o.active(now)]
+        for action in ("allow", "block"):
+            overrides.add_metric([action], sum(1 for o in active if o.action == action))
+        now_ms = now * 1000
+        blocked = GaugeMetricFamily(
+            "blocklist_reputation_blocked", "Reputation keys (addresses, IPv6 networks) blocked now."
+        )
+        blocked.add_metric(
+            [], sum(1 for t in (view.blocked4, view.blocked6) for u in t.values() if u > now_ms)
+        )
+        following = GaugeMetricFamily(
+            "blocklist_control_up", "1 while overrides, reputation and keys are followed without error."
+        )
+        status = self._sync.status()
+        following.add_metric([], 1 if status["loaded"] and status["last_error"] is None else 0)
+        yield from (overrides, blocked, following)
 
 
 class RedisCollector(Collector):

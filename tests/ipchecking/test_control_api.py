@@ -96,6 +96,19 @@ def test_allow_wins_over_feeds_manual_blocks_and_reputation(setup: tuple[Setting
             assert explained["reputation"]["blocked"] is True
             # Its neighbour is only under the block.
             assert await blocked(client, "1.2.3.5")
+            metrics = (await client.get("/metrics")).text
+            assert 'blocklist_overrides{action="allow"} 1.0' in metrics
+            assert 'blocklist_overrides{action="block"} 1.0' in metrics
+            assert "blocklist_reputation_blocked 1.0" in metrics
+            assert "blocklist_control_up 1.0" in metrics
+            control = (await client.get("/status")).json()["control"]
+            assert control == {
+                "loaded": True,
+                "overrides": 2,
+                "reputation_blocked": 1,
+                "keys": 3,
+                "last_error": None,
+            }
 
     asyncio.run(scenario())
 
@@ -141,7 +154,7 @@ def test_reputation_blocks_below_the_threshold_and_lifts_when_predicted(
 
     async def scenario() -> None:
         nonlocal client
-        async with running(create_app(settings, clock=clock)) as client:
+        async with running(app) as client:
             for _ in range(20):
                 after = await report("failed_login", comment="wrong password")
             assert after["score"] == 50  # the decrease limit of failed_login
@@ -164,8 +177,15 @@ def test_reputation_blocks_below_the_threshold_and_lifts_when_predicted(
             assert clock.now == lifts
             assert not await blocked(client, ip)
             assert (await client.get(f"/v1/ip/{ip}")).json()["reputation"]["score"] == 50
+            # Fully recovered (50 more points: 10 minutes), the state is deleted by the purge.
+            clock.advance(10 * 60 - 1)
+            assert await app.app.state.control.store.purge(clock.now) == 0
+            clock.advance(1)
+            assert await app.app.state.control.store.purge(clock.now) == 1
+            assert (await client.get(f"/v1/ip/{ip}")).json()["reputation"] is None
 
     client: httpx.AsyncClient
+    app = create_app(settings, clock=clock)
     asyncio.run(scenario())
 
 
