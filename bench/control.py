@@ -66,7 +66,9 @@ from blocklist.overrides import Action, normalize_network
 from blocklist.reputation import Note, key_text, reputation_key
 from blocklist.settings import Settings
 from blocklistupdater.redispublish import RedisPublisher
+from ipchecking.answers import check_ip as answer_check_ip
 from ipchecking.auth import key_digest
+from ipchecking.holder import VersionHolder
 from tests.redisserver import free_port, redis_server, stop_process
 
 #: The key every request presents; its digest is configured (``BLOCKLIST_API_KEYS``: admin).
@@ -360,6 +362,30 @@ def check_answers(
 # -- part 1: /check_ip ------------------------------------------------------------
 
 
+def in_process(view: ControlView, addresses: list[str], rounds: int) -> dict[str, Any]:
+    """The answer function of ``/check_ip`` (``ipchecking.answers.check_ip``) with no control data
+    and with ``view``, on the same ipsum version and addresses, alternated: ns per lookup.
+
+    No HTTP server and no other process is involved, so on a shared machine this is the
+    steadier measure of what the control view adds to a lookup.
+    """
+    version = ipsum_version()
+    holders = {"empty": VersionHolder(), "loaded": VersionHolder(control=view)}
+    for holder in holders.values():
+        holder.swap(version)
+    sample = addresses[:200_000]
+    per_round: dict[str, list[float]] = {name: [] for name in holders}
+    for i in range(max(5, rounds * 3)):
+        for name in list(holders)[:: 1 if i % 2 == 0 else -1]:
+            holder = holders[name]
+            start = time.perf_counter()
+            for text in sample:
+                answer_check_ip(holder, text)
+            per_round[name].append((time.perf_counter() - start) / len(sample) * 1e9)
+    ns = {name: statistics.median(values) for name, values in per_round.items()}
+    return {"ns_per_lookup": ns, "ratio": ns["loaded"] / ns["empty"], "lookups_per_round": len(sample)}
+
+
 def check_ip(args: argparse.Namespace, tmp: Path, out: Callable[[str], None]) -> dict[str, Any]:
     rng = random.Random(5)
     listed_list = ipsum_addresses()
@@ -376,6 +402,12 @@ def check_ip(args: argparse.Namespace, tmp: Path, out: Callable[[str], None]) ->
         f"{len(overrides) - blocks} allow, /24../32) + {len(reputation)} reputation blocks, written in "
         f"{load_times['overrides_s']:.1f} s + {load_times['reports_s']:.1f} s; "
         f"wrk -t1 -c{args.connections} -d{args.duration:g}s, {args.rounds} rounds, alternated"
+    )
+    local = in_process(view, addresses, args.rounds)
+    out(
+        f"in process (the answer function alone, {local['lookups_per_round']} lookups a round, alternated): "
+        f"empty {local['ns_per_lookup']['empty']:.0f} ns, loaded {local['ns_per_lookup']['loaded']:.0f} ns "
+        f"per lookup: **{local['ratio']:.3f}x**"
     )
     runs: dict[str, list[Run]] = {"empty": [], "loaded": []}
     script = ROOT / "bench" / "cycle.lua"
@@ -426,6 +458,7 @@ def check_ip(args: argparse.Namespace, tmp: Path, out: Callable[[str], None]) ->
         "runs": {name: [asdict(r) for r in rs] for name, rs in runs.items()},
         "medians": {name: asdict(m) for name, m in med.items()},
         "ratios": ratios,
+        "in_process": local,
     }
 
 

@@ -16,6 +16,7 @@ source.
 from __future__ import annotations
 
 import time
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -23,6 +24,7 @@ from typing import Literal
 from blocklist.addresses import V4, parse_address, parse_network
 from blocklist.overrides import CompiledOverrides, Override, compile_overrides
 from blocklist.reputation import reputation_key
+from blocklist.slots import SLOT_SHIFT
 
 Verdict = Literal["allow", "block", "reputation"]
 #: What decided an answer, in precedence order; ``feeds`` and None come from the index.
@@ -55,21 +57,40 @@ class ControlView:
         #: False while nothing is held: the hot path then skips the view entirely.
         self.active = False
 
-    def verdict(self, family: int, value: int, now: float) -> Verdict | None:
-        """What the mutable sources decide for the address at ``now``; None: ask the feeds."""
-        compiled = self.compiled
+    def verdict(self, family: int, value: int, now: float | None = None) -> Verdict | None:
+        """What the mutable sources decide for the address at ``now`` (default: the clock); None: ask
+        the feeds.
+
+        One binary search over the overrides' overlay (narrowed to the /16 for
+        IPv4), one dictionary lookup of the reputation key; the clock is read
+        only when one of them holds the address.
+        """
         if family == V4:
-            if compiled.allow4.until(value) > now:
-                return "allow"
-            if compiled.block4.until(value) > now:
-                return "block"
+            overlay = self.compiled.v4
             until = self.blocked4.get(value)
         else:
-            if compiled.allow6.until(value) > now:
-                return "allow"
-            if compiled.block6.until(value) > now:
-                return "block"
+            overlay = self.compiled.v6
             until = self.blocked6.get(value >> (128 - self.v6_prefix))
+        i = -1
+        firsts = overlay.firsts
+        if firsts:  # Overlay.find, inlined: this runs on every lookup
+            slots = overlay.slots
+            if slots:
+                slot = value >> SLOT_SHIFT
+                i = bisect_right(firsts, value, slots[slot], slots[slot + 1]) - 1
+            else:
+                i = bisect_right(firsts, value) - 1
+            if i >= 0 and value > overlay.lasts[i]:
+                i = -1
+        if i < 0 and until is None:
+            return None
+        if now is None:
+            now = self.clock()
+        if i >= 0:
+            if overlay.allows[i] > now:
+                return "allow"
+            if overlay.blocks[i] > now:
+                return "block"
         if until is not None and until > now * 1000:
             return "reputation"
         return None

@@ -16,11 +16,12 @@ import json
 import math
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from blocklist.addresses import MAX_BITS, V4, format_address, parse_network
 from blocklist.errors import InvalidAddress
+from blocklist.slots import SLOT_SHIFT, v4_slots
 
 Action = Literal["block", "allow"]
 ACTIONS: tuple[Action, ...] = ("block", "allow")
@@ -89,86 +90,98 @@ def prefix_len(family: int, first: int, last: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class Ranges:
-    """Sorted, disjoint ranges of one action and family; ``untils[i]``: when range i stops applying."""
+class Overlay:
+    """Sorted, disjoint ranges of one family that some override covers.
+
+    ``allows[i]`` / ``blocks[i]``: until when an allow / a block covers range
+    i (the latest expiry among the overrides of that action covering it; 0:
+    none). One binary search answers both.
+    """
 
     firsts: Sequence[int]
     lasts: Sequence[int]
-    untils: Sequence[float]
+    allows: Sequence[float]
+    blocks: Sequence[float]
+    #: IPv4 only: :func:`~blocklist.slots.v4_slots` of ``firsts``, narrowing each search to a /16.
+    slots: Sequence[int] = ()
 
-    def until(self, value: int) -> float:
-        """When the range holding ``value`` stops applying; 0 if none holds it. O(log n)."""
-        i = bisect_right(self.firsts, value) - 1
-        if i >= 0 and value <= self.lasts[i]:
-            return self.untils[i]
-        return 0.0
+    def find(self, value: int) -> int:
+        """Position of the range holding ``value``, or -1. O(log n), a few steps with ``slots``."""
+        if self.slots:
+            slot = value >> SLOT_SHIFT
+            i = bisect_right(self.firsts, value, self.slots[slot], self.slots[slot + 1]) - 1
+        else:
+            i = bisect_right(self.firsts, value) - 1
+        return i if i >= 0 and value <= self.lasts[i] else -1
 
     def __len__(self) -> int:
         return len(self.firsts)
 
 
-EMPTY = Ranges((), (), ())
+EMPTY = Overlay((), (), (), ())
 
 
 @dataclass(frozen=True, slots=True)
 class CompiledOverrides:
-    """Allow and block ranges per family, for the hot path."""
+    """The overlay of each family, for the hot path."""
 
-    allow4: Ranges = EMPTY
-    allow6: Ranges = EMPTY
-    block4: Ranges = EMPTY
-    block6: Ranges = EMPTY
+    v4: Overlay = EMPTY
+    v6: Overlay = EMPTY
 
     def __len__(self) -> int:
-        return len(self.allow4) + len(self.allow6) + len(self.block4) + len(self.block6)
+        return len(self.v4) + len(self.v6)
 
 
 def compile_overrides(overrides: Iterable[Override], now: float) -> CompiledOverrides:
     """Compile the overrides still active at ``now``. O(n log n)."""
-    groups: dict[tuple[str, int], list[tuple[int, int, float]]] = {}
+    per_family: dict[int, list[tuple[int, int, float, int]]] = {V4: [], 6: []}
     for item in overrides:
         if not item.active(now):
             continue
         family, first, last = item.bounds
         until = FOREVER if item.expires_at is None else item.expires_at
-        groups.setdefault((item.action, family), []).append((first, last, until))
-    return CompiledOverrides(
-        *(
-            _sweep(groups.get((action, family), []))
-            for action, family in (("allow", V4), ("allow", 6), ("block", V4), ("block", 6))
-        )
-    )
+        per_family[family].append((first, last, until, ACTIONS.index(item.action)))
+    v4 = _sweep(per_family[V4])
+    if v4.firsts:
+        v4 = replace(v4, slots=v4_slots(v4.firsts))
+    return CompiledOverrides(v4, _sweep(per_family[6]))
 
 
-def _sweep(entries: list[tuple[int, int, float]]) -> Ranges:
-    """Disjoint ranges with the latest expiry of the entries covering each; equal neighbours joined."""
+def _sweep(entries: list[tuple[int, int, float, int]]) -> Overlay:
+    """Disjoint ranges with, per action, the latest expiry of the entries covering each.
+
+    Entries are ``(first, last, until, action index)``; neighbours with equal
+    expiries are joined.
+    """
     if not entries:
         return EMPTY
     events: list[tuple[int, int, int]] = []  # (position, 0 start / 1 end, entry index)
-    for i, (first, last, _) in enumerate(entries):
+    for i, (first, last, _, _) in enumerate(entries):
         events.append((first, 0, i))
         events.append((last + 1, 1, i))
     events.sort()
     firsts: list[int] = []
     lasts: list[int] = []
-    untils: list[float] = []
-    heap: list[tuple[float, int]] = []  # (-until, entry index), lazily pruned
+    untils: list[list[float]] = [[], []]  # per action index (block, allow)
+    heaps: list[list[tuple[float, int]]] = [[], []]  # (-until, entry index), lazily pruned
     ended: set[int] = set()
     position = events[0][0]
     for at, kind, i in events:
-        while heap and heap[0][1] in ended:
-            heapq.heappop(heap)
-        if at > position and heap:
-            until = -heap[0][0]
-            if firsts and lasts[-1] == position - 1 and untils[-1] == until:
+        for heap in heaps:
+            while heap and heap[0][1] in ended:
+                heapq.heappop(heap)
+        if at > position and (heaps[0] or heaps[1]):
+            block, allow = (-heap[0][0] if heap else 0.0 for heap in heaps)
+            if firsts and lasts[-1] == position - 1 and untils[0][-1] == block and untils[1][-1] == allow:
                 lasts[-1] = at - 1
             else:
                 firsts.append(position)
                 lasts.append(at - 1)
-                untils.append(until)
+                untils[0].append(block)
+                untils[1].append(allow)
         position = at
         if kind == 0:
-            heapq.heappush(heap, (-entries[i][2], i))
+            heapq.heappush(heaps[entries[i][3]], (-entries[i][2], i))
         else:
             ended.add(i)
-    return Ranges(firsts, lasts, untils)
+    return Overlay(firsts, lasts, untils[1], untils[0])

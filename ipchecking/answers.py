@@ -54,7 +54,7 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
         return (*NO_DATA, "unavailable")
     control = holder.control
     if control.active:
-        verdict = control.verdict(family, value, control.clock())
+        verdict = control.verdict(family, value)
         if verdict is not None:
             if verdict == "allow":
                 return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
@@ -83,7 +83,7 @@ async def check_ip_live(live: LiveRuntime, text: str, control: ControlView) -> A
     except InvalidAddress as exc:
         status, headers, body = error_body(422, "invalid_address", exc.reason)
         return status, headers, body, "invalid"
-    verdict = control.verdict(family, value, control.clock()) if control.active else None
+    verdict = control.verdict(family, value) if control.active else None
     try:
         blocked, number = await live.lookup(family, value)
     except BackendUnavailable as exc:

@@ -16,11 +16,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, REGISTRY, CollectorRegistry
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from blocklist import __version__
 from blocklist.controlstores import control_store
@@ -142,6 +146,7 @@ def create_app(
     api.add_exception_handler(Exception, _internal_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(controlroutes.AccessDenied, controlroutes.access_denied)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
     for backend_error in (RedisError, sqlite3.Error, OSError):
         api.add_exception_handler(backend_error, _backend_unavailable)
     return FastPathApp(api, holder, stats, live, keys)
@@ -152,6 +157,29 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     errors = exc.errors() if isinstance(exc, RequestValidationError) else []
     detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in errors[:5]) or str(exc)
     return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Routing and body errors: FastAPI's answers, except where they would mislead.
+
+    A body that cannot even be decoded is a bad body like any other (422 in
+    the service's shape, not a bare 400), and a 405 lists in ``Allow`` every
+    method the path has, not only those of the first route declaring it.
+    """
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:
+        detail = "the body could not be read as JSON"
+        return JSONResponse({"error": "invalid_request", "detail": detail}, status_code=422)
+    if exc.status_code == 405:
+        methods: set[str] = set()
+        for route in request.app.router.routes:
+            match, _ = route.matches(request.scope)
+            if match != Match.NONE and isinstance(route, APIRoute):
+                methods |= route.methods or set()
+        allow = ", ".join(sorted(methods))
+        body = {"error": "method_not_allowed", "detail": f"this path answers {allow}"}
+        return JSONResponse(body, status_code=405, headers={"allow": allow})
+    return await http_exception_handler(request, exc)
 
 
 async def _backend_unavailable(request: Request, exc: Exception) -> JSONResponse:

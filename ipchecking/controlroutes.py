@@ -69,7 +69,7 @@ async def get_control(request: Request) -> ControlService:
 ControlDep = Annotated[ControlService, Depends(get_control)]
 AdminDep = Annotated[Principal, Depends(require("admin"))]
 ReporterDep = Annotated[Principal, Depends(require("report"))]
-_AUTH: dict[int | str, dict[str, Any]] = {
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No valid API key."},
     403: {"model": ErrorBody, "description": "The key lacks the scope."},
     422: {"model": ErrorBody, "description": "A bad body or parameter."},
@@ -119,7 +119,7 @@ class OverridesOut(BaseModel):
     status_code=201,
     response_model=OverrideOut,
     summary="Block or allow a network.",
-    responses=_AUTH,
+    responses=AUTH_RESPONSES,
 )
 async def create_override(body: OverrideIn, control: ControlDep, principal: AdminDep) -> Any:
     """Takes effect on every API process within a second; survives restarts."""
@@ -136,7 +136,7 @@ async def create_override(body: OverrideIn, control: ControlDep, principal: Admi
     return JSONResponse(override_body(item), status_code=201)
 
 
-@router.get("/overrides", response_model=OverridesOut, summary="Overrides, by id.", responses=_AUTH)
+@router.get("/overrides", response_model=OverridesOut, summary="Overrides, by id.", responses=AUTH_RESPONSES)
 async def list_overrides(
     control: ControlDep,
     _: AdminDep,
@@ -161,7 +161,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descri
     "/overrides/{override_id}",
     response_model=OverrideOut,
     summary="One override.",
-    responses=_AUTH | _NOT_FOUND,
+    responses=AUTH_RESPONSES | _NOT_FOUND,
 )
 async def get_override(override_id: int, control: ControlDep, _: AdminDep) -> Any:
     """The stored entry."""
@@ -172,7 +172,10 @@ async def get_override(override_id: int, control: ControlDep, _: AdminDep) -> An
 
 
 @router.delete(
-    "/overrides/{override_id}", status_code=204, summary="Remove an override.", responses=_AUTH | _NOT_FOUND
+    "/overrides/{override_id}",
+    status_code=204,
+    summary="Remove an override.",
+    responses=AUTH_RESPONSES | _NOT_FOUND,
 )
 async def delete_override(override_id: int, control: ControlDep, principal: AdminDep) -> Response:
     """Stops applying on every API process within a second."""
@@ -198,7 +201,7 @@ _REPORT_BODY = Body(
 )
 
 
-@router.post("/reports", summary="Report abuse: lowers the addresses' reputation.", responses=_AUTH)
+@router.post("/reports", summary="Report abuse: lowers the addresses' reputation.", responses=AUTH_RESPONSES)
 async def report(
     control: ControlDep,
     principal: ReporterDep,
@@ -259,7 +262,7 @@ async def violations(control: ControlDep) -> list[dict[str, Any]]:
     ]
 
 
-@router.get("/audit", summary="Every change, newest first.", responses=_AUTH)
+@router.get("/audit", summary="Every change, newest first.", responses=AUTH_RESPONSES)
 async def audit(
     control: ControlDep,
     _: AdminDep,

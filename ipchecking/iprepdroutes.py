@@ -25,11 +25,17 @@ from blocklist.errors import InvalidAddress
 from blocklist.history import iso_moment, parse_moment
 from blocklist.reputation import FULL, MAX_SUPPRESS_SECONDS, score_at, set_score
 from ipchecking.auth import Principal
-from ipchecking.controlroutes import ControlDep, require
+from ipchecking.controlroutes import AUTH_RESPONSES, ControlDep, require
 from ipchecking.controlservice import ControlService, Keyed, Refused
+from ipchecking.routes import ErrorBody
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/iprepd", tags=["iprepd compatibility"])
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES,
+    400: {"model": ErrorBody, "description": "Not a valid address, type or decayafter."},
+    404: {"model": ErrorBody, "description": "No reputation, or exempt (allow override)."},
+}
+router = APIRouter(prefix="/iprepd", tags=["iprepd compatibility"], responses=_RESPONSES)
 ReaderDep = Annotated[Principal, Depends(require("read"))]
 ReporterDep = Annotated[Principal, Depends(require("report"))]
 #: iprepd's zero time, for an unset ``decayafter``.

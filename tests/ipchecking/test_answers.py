@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from blocklist import slots as slots_module
 from blocklist.addresses import V4_MAX, format_address
 from blocklist.feedparsers import FamilyEntries
 from blocklist.index import compile_index
 from blocklist.snapshot import Version, checksum_of
-from ipchecking import holder as holder_module
 from ipchecking.answers import check_ip
 from ipchecking.holder import BLOCKED_BODY, VersionHolder, v4_slots
 
@@ -70,7 +70,7 @@ def test_slot_table_counts_ranges_starting_below_each_slot() -> None:
 def test_both_ways_of_building_the_slot_table_agree(monkeypatch: pytest.MonkeyPatch) -> None:
     firsts = array("I", sorted({(i * 2654435761) % (1 << 32) for i in range(5000)} | {0, SLOT - 1, SLOT}))
     counted = v4_slots(firsts)
-    monkeypatch.setattr(holder_module, "_COUNT_BELOW", 0)
+    monkeypatch.setattr(slots_module, "_COUNT_BELOW", 0)
     assert v4_slots(firsts) == counted
     assert counted[0] == 0
     assert counted[-1] == len(firsts)
