@@ -307,7 +307,7 @@ def load_control(
         view = ControlView(settings.reputation_ipv6_prefix)
         by_id = {o.id: o for o in snapshot.overrides}
         view.install(by_id, view.compile(by_id))
-        view.replace_blocked(snapshot.blocked)
+        view.replace_blocked(view.build_blocked(snapshot.blocked))
         assert len(snapshot.overrides) == len(overrides)
         assert len(snapshot.blocked) == len(reputation)
         return view, {"overrides_s": t1 - t0, "reports_s": t2 - t1}

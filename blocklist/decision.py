@@ -120,14 +120,23 @@ class ControlView:
         self.compiled = prepared.compiled
         self._note_active()
 
-    def replace_blocked(self, blocked: Iterable[tuple[str, int]]) -> None:
-        """Replace every reputation block with ``(key text, end ms)`` pairs."""
+    def build_blocked(self, blocked: Iterable[tuple[str, int]]) -> tuple[dict[int, int], dict[int, int]]:
+        """Per family, key value -> block end, from ``(key text, end ms)`` pairs; unreadable keys
+        (stored under another IPv6 prefix setting, say) are left out. O(n): run it off the event loop.
+        """
         four: dict[int, int] = {}
         six: dict[int, int] = {}
         for key, until in blocked:
-            family, keyed = self.parse_key(key)
+            try:
+                family, keyed = self.parse_key(key)
+            except ValueError:  # InvalidAddress is a ValueError
+                continue
             (four if family == V4 else six)[keyed] = until
-        self.blocked4, self.blocked6 = four, six
+        return four, six
+
+    def replace_blocked(self, tables: tuple[dict[int, int], dict[int, int]]) -> None:
+        """Replace every reputation block with the tables :meth:`build_blocked` made."""
+        self.blocked4, self.blocked6 = tables
         self._note_active()
 
     def set_blocked(self, key: str, until: int | None) -> None:

@@ -90,7 +90,7 @@ class ControlSync:
         overrides = {o.id: o for o in snapshot.overrides}
         compiled = await asyncio.to_thread(self.view.compile, overrides)
         self.view.install(overrides, compiled)
-        self.view.replace_blocked(_valid_blocks(self.view, snapshot.blocked))
+        self.view.replace_blocked(await asyncio.to_thread(self.view.build_blocked, snapshot.blocked))
         self._stored_keys = {k.name: k for k in snapshot.keys}
         self.keyring.replace_stored(self._stored_keys.values())
         self.cursor = snapshot.cursor
@@ -159,15 +159,3 @@ class ControlSync:
         if overrides is not None:
             compiled = await asyncio.to_thread(self.view.compile, overrides)
             self.view.install(overrides, compiled)
-
-
-def _valid_blocks(view: ControlView, blocked: Iterable[tuple[str, int]]) -> list[tuple[str, int]]:
-    """The blocks whose key parses (a key stored under another IPv6 prefix setting still does)."""
-    out = []
-    for key, until in blocked:
-        try:
-            view.parse_key(key)
-        except (InvalidAddress, ValueError):
-            continue
-        out.append((key, until))
-    return out
