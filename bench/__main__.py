@@ -1,6 +1,6 @@
 """Run every benchmark, one after the other: ``python -m bench``.
 
-    .venv/bin/python -m bench              # the full suite, about 20 minutes (10M ranges, a 4-minute soak)
+    .venv/bin/python -m bench              # the full suite, about 25 minutes (10M ranges, a 4-minute soak)
     .venv/bin/python -m bench --quick      # every benchmark at a tiny size (a smoke run, ~2 minutes)
     .venv/bin/python -m bench --only http_throughput,layers
 

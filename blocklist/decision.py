@@ -149,12 +149,24 @@ class ControlView:
             table[keyed] = until
         self._note_active()
 
-    def prune(self) -> None:
-        """Forget reputation blocks that have ended (memory only; lookups ignore them already)."""
+    def ended_blocks(self) -> list[tuple[dict[int, int], int]]:
+        """The reputation blocks that have ended, as (table, key) pairs. O(n): run it off the event
+        loop (it reads copies of the tables, so concurrent changes are safe)."""
         now_ms = self.clock() * 1000
-        for table in (self.blocked4, self.blocked6):
-            for keyed in [k for k, until in table.items() if until <= now_ms]:
-                table.pop(keyed, None)
+        return [
+            (table, keyed)
+            for table in (self.blocked4, self.blocked6)
+            for keyed, until in table.copy().items()
+            if until <= now_ms
+        ]
+
+    def prune(self, ended: list[tuple[dict[int, int], int]]) -> None:
+        """Forget the blocks :meth:`ended_blocks` found, unless one was set again since
+        (memory only: lookups ignore ended blocks already)."""
+        now_ms = self.clock() * 1000
+        for table, keyed in ended:
+            if table.get(keyed, now_ms + 1) <= now_ms:
+                del table[keyed]
         self._note_active()
 
     def parse_key(self, key: str) -> tuple[int, int]:

@@ -122,7 +122,7 @@ class ControlSync:
                 delay = 0.2
                 now = asyncio.get_running_loop().time()
                 if now - pruned > PRUNE_EVERY:
-                    self.view.prune()
+                    self.view.prune(await asyncio.to_thread(self.view.ended_blocks))
                     pruned = now
             except asyncio.CancelledError:
                 raise

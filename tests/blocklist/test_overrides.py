@@ -66,3 +66,20 @@ def test_networks_are_normalised_and_typos_refused() -> None:
         normalize_network("example.com")
     assert prefix_len(4, BASE, BASE + 255) == 24
     assert prefix_len(4, 0, (1 << 32) - 1) == 0
+
+
+def test_ended_reputation_blocks_are_pruned_unless_set_again() -> None:
+    now = [1000.0]
+    view = ControlView(clock=lambda: now[0])
+    view.replace_blocked(view.build_blocked([("192.0.2.1", 1_500_000), ("192.0.2.2", 3_000_000), ("bad", 1)]))
+    assert view.verdict(4, BASE + 1) == "reputation"
+    now[0] = 2000.0
+    assert view.verdict(4, BASE + 1) is None
+    ended = view.ended_blocks()
+    view.set_blocked("192.0.2.1", 9_000_000)  # blocked again before the prune lands
+    view.prune(ended)
+    assert view.blocked4 == {BASE + 1: 9_000_000, BASE + 2: 3_000_000}
+    now[0] = 10_000.0
+    view.prune(view.ended_blocks())
+    assert view.blocked4 == {}
+    assert not view.active
