@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -142,7 +142,7 @@ async def list_overrides(
     _: AdminDep,
     action: Action | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Any:
     """Expired overrides are listed until they are cleaned up (within the purge interval)."""
     page = await control.store.list_overrides(action, offset, limit)
@@ -154,6 +154,7 @@ async def list_overrides(
     }
 
 
+OverrideId = Annotated[int, Path(ge=1, le=2**62, description="The override's id.")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "No such override."}}
 
 
@@ -163,7 +164,7 @@ _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "descri
     summary="One override.",
     responses=AUTH_RESPONSES | _NOT_FOUND,
 )
-async def get_override(override_id: int, control: ControlDep, _: AdminDep) -> Any:
+async def get_override(override_id: OverrideId, control: ControlDep, _: AdminDep) -> Any:
     """The stored entry."""
     item = await control.store.get_override(override_id)
     if item is None:
@@ -177,7 +178,7 @@ async def get_override(override_id: int, control: ControlDep, _: AdminDep) -> An
     summary="Remove an override.",
     responses=AUTH_RESPONSES | _NOT_FOUND,
 )
-async def delete_override(override_id: int, control: ControlDep, principal: AdminDep) -> Response:
+async def delete_override(override_id: OverrideId, control: ControlDep, principal: AdminDep) -> Response:
     """Stops applying on every API process within a second."""
     if await control.delete_override(override_id, principal.name) is None:
         return _error(404, "unknown_override", f"no override {override_id}")

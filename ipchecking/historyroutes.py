@@ -46,7 +46,7 @@ _INVALID: dict[int | str, dict[str, Any]] = {
     422: {"model": ErrorBody, "description": "Not a valid address, `at` or page."}
 }
 LimitParam = Annotated[int, Query(ge=1, le=10_000, description="Items per page.")]
-OffsetParam = Annotated[int, Query(ge=0, description="Items to skip.")]
+OffsetParam = Annotated[int, Query(ge=0, le=10**9, description="Items to skip.")]
 
 
 class MatchBody(BaseModel):

@@ -100,7 +100,7 @@ async def get_reputation(ip: str, control: ControlDep, _: ReaderDep) -> Any:
     return body
 
 
-@router.put("/type/ip/{ip}", summary="Set an address's reputation (iprepd).")
+@router.put("/type/ip/{ip}", summary="Set an address's reputation (iprepd).", response_class=Response)
 async def put_reputation(
     ip: str, body: ReputationIn, control: ControlDep, principal: ReporterDep
 ) -> Response:
@@ -121,7 +121,7 @@ async def put_reputation(
     return Response(status_code=200)
 
 
-@router.delete("/type/ip/{ip}", summary="Delete an address's reputation (iprepd).")
+@router.delete("/type/ip/{ip}", summary="Delete an address's reputation (iprepd).", response_class=Response)
 async def delete_reputation(ip: str, control: ControlDep, principal: ReporterDep) -> Response:
     """Forgets the address's reputation (audited)."""
     keyed = _keyed(control, ip)
@@ -156,7 +156,9 @@ async def _apply(control: ControlService, items: list[ViolationIn], reporter: st
     await control.report(checked, now_ms)
 
 
-@router.put("/violations/type/ip/{ip}", summary="Apply a violation to an address (iprepd).")
+@router.put(
+    "/violations/type/ip/{ip}", summary="Apply a violation to an address (iprepd).", response_class=Response
+)
 async def put_violation(ip: str, body: ViolationIn, control: ControlDep, principal: ReporterDep) -> Response:
     """Lowers the reputation by the violation's penalty; 200 even for an unknown violation."""
     keyed = _keyed(control, ip)
@@ -166,7 +168,9 @@ async def put_violation(ip: str, body: ViolationIn, control: ControlDep, princip
     return Response(status_code=200)
 
 
-@router.put("/violations/type/ip", summary="Apply violations to many addresses (iprepd).")
+@router.put(
+    "/violations/type/ip", summary="Apply violations to many addresses (iprepd).", response_class=Response
+)
 async def put_violations(
     body: Annotated[list[ViolationIn], Field(max_length=1000)], control: ControlDep, principal: ReporterDep
 ) -> Response:
