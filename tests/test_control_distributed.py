@@ -1,8 +1,8 @@
 """Operator control in distributed mode with real processes: a Redis primary with
 AOF, two replicas, and two API processes each reading from its own replica.
 
-A change made through one API process is applied by the other within a
-second, without republishing anything; it survives a feed publish, a
+A change made through one API process (local lookups) is applied by the
+other (live lookups) within a second, without republishing anything; it survives a feed publish, a
 restart of every API process and a restart of the Redis primary.
 """
 
@@ -88,7 +88,8 @@ def test_changes_reach_the_other_replica_within_a_second_and_keys_within_seconds
 ) -> None:
     primary, first, second = redis_trio
     env_a = api_env(tmp_path, primary, first, "a")
-    env_b = api_env(tmp_path, primary, second, "b")
+    # B asks Redis per lookup (live mode): overrides and reputation still come from its view.
+    env_b = {**api_env(tmp_path, primary, second, "b"), "BLOCKLIST_LOOKUP": "live"}
     admin = {"Authorization": f"Bearer {ADMIN}"}
     delays: list[float] = []
     with (
@@ -120,7 +121,7 @@ def test_changes_reach_the_other_replica_within_a_second_and_keys_within_seconds
             assert reported.status_code == 200
         assert reported.json()["blocked"] is True
         delays.append(wait_for(lambda: blocked(base_b, TARGET), 1.0, "reputation block on the other replica"))
-        explained = httpx.get(f"{base_b}/v1/ip/{TARGET}", timeout=2).json()
+        explained = httpx.get(f"{base_a}/v1/ip/{TARGET}", timeout=2).json()
         assert explained["decided_by"] == "reputation"
         assert explained["reputation"]["score"] == 20
 
