@@ -65,7 +65,9 @@ def test_one_worker_runs_the_updater_and_the_other_follows(tmp_path: Path) -> No
             await until(lambda: second.is_updater)
             (tmp_path / "feed.txt").write_text("8.8.4.4\n1.2.3.4\n10.20.0.0/16\n2001:db8::/32\n")
             assert second.updater is not None
-            assert await second.updater.sync_feed("local") == "updated"
+            # The new updater's first scheduled sync may have read the new file
+            # already (a loaded machine): then this one finds nothing new.
+            assert await second.updater.sync_feed("local") in {"updated", "not_modified"}
             assert second_holder.version is not None
             assert second_holder.version.number == 3
             assert blocked(second_holder, "8.8.4.4")
