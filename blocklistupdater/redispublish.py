@@ -15,6 +15,8 @@ holder: redis-py's ``Lock``) and has three steps:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -23,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from redis.asyncio import Redis
+from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
 from redis.typing import EncodableT, FieldT
 
@@ -52,9 +55,14 @@ def zadd_command(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence
 # then the history change's (temp, target) pairs and TIMELINE_META.
 # ARGV: number of pairs, number of deletions, the new version number, the
 # number of history operations, then their names.
+# The last KEY is the publish lock and the last ARGV its holder's token: a
+# publisher that lost the lock (it expired unrenewed) never swaps.
 _SWAP_SCRIPT = (
     APPLY_LUA
     + """
+if redis.call('GET', KEYS[#KEYS]) ~= ARGV[#ARGV] then
+  return redis.error_reply('publish lock lost: another updater may be publishing')
+end
 local pairs, drops, number = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local timeline = tonumber(ARGV[4])
 for i = 1, pairs do
@@ -130,6 +138,7 @@ class RedisPublisher:
                     extra={"version": version.number, "wait_s": self._lock_wait},
                 )
                 raise PublishError("another updater holds the publish lock; not published")
+        renewal = asyncio.create_task(self._renew(lock), name="publish-lock-renewal")
         try:
             if await publish_state(self._client) != prepared.state:
                 # Another publish or an import came first: number and history move on.
@@ -139,8 +148,11 @@ class RedisPublisher:
             # History first: the version's own keys are written just before the swap.
             await send_packed(self._client, staged.commands)
             written = await self._write_temp(token, version)
-            await self._swap(token, version, written, (staged.script_keys, staged.ops))
+            await self._swap(token, version, written, (staged.script_keys, staged.ops), lock)
         finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
             try:
                 await lock.release()
             except LockError:
@@ -154,6 +166,23 @@ class RedisPublisher:
         except RedisError as exc:
             log.warning("announce or prune failed", extra={"version": version.number, "error": str(exc)})
         return version
+
+    async def _renew(self, lock: Lock) -> None:
+        """Renew the lock's full TTL every third of it while the publish runs.
+
+        A publish longer than the TTL (a 10M-range version) keeps the lock, so
+        no second updater starts over it; a publisher stalled past the TTL
+        loses it, and the swap's token check then refuses its swap.
+        """
+        while True:
+            await asyncio.sleep(self._lock_timeout / 3)
+            try:
+                await lock.reacquire()
+            except LockError:
+                log.warning("publish lock lost during the publish; its swap will be refused")
+                return
+            except RedisError as exc:
+                log.warning("could not renew the publish lock", extra={"error": str(exc)})
 
     async def _write_temp(self, token: str, version: Version) -> set[str]:
         """Write the version under temporary keys; returns the names written."""
@@ -193,7 +222,12 @@ class RedisPublisher:
         return written
 
     async def _swap(
-        self, token: str, version: Version, written: set[str], staged: tuple[list[str], list[str]]
+        self,
+        token: str,
+        version: Version,
+        written: set[str],
+        staged: tuple[list[str], list[str]],
+        lock: Lock,
     ) -> None:
         """Swap the temporary keys in, all or nothing (one Lua script).
 
@@ -212,10 +246,13 @@ class RedisPublisher:
         drops = [target for n, target in live.items() if n not in written]
         history_keys, ops = staged
         script_keys = [k for pair in moves for k in pair] + drops + [keys.META, keys.HISTORY]
-        script_keys += [*history_keys, keys.TIMELINE_META]
+        script_keys += [*history_keys, keys.TIMELINE_META, keys.PUBLISH_LOCK]
+        holder = lock.local.token
+        if holder is None:
+            raise PublishError("publish lock lost before the swap, live version untouched")
         try:
             counts = (len(moves), len(drops), version.number, len(ops))
-            await self._client.eval(_SWAP_SCRIPT, len(script_keys), *script_keys, *counts, *ops)
+            await self._client.eval(_SWAP_SCRIPT, len(script_keys), *script_keys, *counts, *ops, holder)
         except ResponseError as exc:
             raise PublishError(f"swap refused, live version untouched: {exc}") from None
 

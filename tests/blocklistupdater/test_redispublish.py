@@ -260,3 +260,49 @@ def test_concurrent_publishes_record_history_in_number_order() -> None:
         assert all(label.startswith("label ") for label, _ in opens.values())
 
     with_redis(test)
+
+
+def test_a_publish_longer_than_the_lock_ttl_keeps_the_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock is renewed while publishing: a second updater cannot start over a slow publish."""
+
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        slow = RedisPublisher(client, lock_timeout=0.3)
+        write_temp = slow._write_temp
+
+        async def write_slowly(token: str, version: Version) -> set[str]:
+            await asyncio.sleep(1.0)  # more than three lock lifetimes
+            return await write_temp(token, version)
+
+        monkeypatch.setattr(slow, "_write_temp", write_slowly)
+        publishing = asyncio.create_task(slow.publish(make_version(1, "1.2.3.4")))
+        await asyncio.sleep(0.7)
+        with pytest.raises(PublishError, match="holds the publish lock"):
+            await RedisPublisher(client, lock_wait=0.1).publish(make_version(5, "9.9.9.9"))
+        published = await publishing
+        assert published.number == 1
+        assert int(await client.hget(keys.META, "number")) == 1
+        assert not await client.exists(keys.PUBLISH_LOCK)  # released at the end
+
+    with_redis(test)
+
+
+def test_a_publisher_that_lost_the_lock_never_swaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        await RedisPublisher(client).publish(make_version(1, "1.2.3.4"))
+        stalled = RedisPublisher(client)
+        write_temp = stalled._write_temp
+
+        async def lose_the_lock(token: str, version: Version) -> set[str]:
+            written = await write_temp(token, version)
+            # Its lock expired (a stalled process) and another updater took it.
+            await client.set(keys.PUBLISH_LOCK, b"someone-else")
+            return written
+
+        monkeypatch.setattr(stalled, "_write_temp", lose_the_lock)
+        with pytest.raises(PublishError, match="publish lock lost"):
+            await stalled.publish(make_version(2, "9.9.9.9"))
+        assert int(await client.hget(keys.META, "number")) == 1
+        assert not await live_lookup(client, V4, 0x09090909)
+        assert await client.get(keys.PUBLISH_LOCK) == b"someone-else"  # not released by the loser
+
+    with_redis(test)
