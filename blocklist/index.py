@@ -5,9 +5,10 @@ bitmask of the feeds that listed the range and the highest score any of them
 gave it. A lookup is one ``bisect`` over the starts: O(log n), and a /8 costs
 one range, not 16 million addresses.
 
-IPv4 uses ``array('I')`` (4 bytes per bound); IPv6 bounds are 128-bit, which
-``array`` cannot hold, so they are Python ``int`` lists (IPv6 feeds are small:
-tens to thousands of networks).
+IPv4 uses ``array('I')`` (4 bytes per bound) and is compiled with numpy
+(:mod:`blocklist.vectorsweep`); IPv6 bounds are 128-bit, which ``array`` and
+numpy cannot hold, so they are Python ``int`` lists swept in Python (IPv6
+feeds are small: tens to thousands of networks).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from blocklist.addresses import V4, V4_MAX
 from blocklist.errors import ConfigError
 from blocklist.feedparsers import FamilyEntries
+from blocklist.vectorsweep import sweep_v4
 
 #: Feed membership is a 64-bit mask, so one index merges at most 64 feeds.
 MAX_FEEDS = 64
@@ -136,6 +138,10 @@ def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
 
 
 def _compile_family(family: int, per_feed: list[FamilyEntries], min_score: int) -> FamilyIndex:
+    if family == V4:
+        swept = sweep_v4(per_feed, min_score)
+        if swept is not None:
+            return FamilyIndex(*swept)
     firsts: list[int] = []
     lasts: list[int] = []
     bits: list[int] = []
