@@ -239,6 +239,11 @@ class ControlStore(Protocol):
         """Delete expired overrides, recovered or out-of-retention reputation, old audit and log entries."""
         ...
 
+    async def settle(self) -> None:
+        """Wait, bounded, until the writes made so far are replicated where that applies;
+        called after a change is applied locally and before it is acknowledged. Never raises."""
+        ...
+
     async def aclose(self) -> None:
         """Release connections."""
         ...

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -27,7 +28,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from blocklist import rediskeys as keys
 from blocklist.control import (
@@ -44,7 +45,7 @@ from blocklist.control import (
     override_audit,
 )
 from blocklist.overrides import Action, Override
-from blocklist.reputation import NOTES_KEPT, Policy, State, blocked_until, drop_old_notes, expires_at
+from blocklist.reputation import NOTES_KEPT, Policy, State, block_end, drop_old_notes, expires_at
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ return 1
 """
 
 
+_STREAM_ID = re.compile(r"^[0-9]{1,19}(-[0-9]{1,19})?$", re.ASCII)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -174,11 +176,12 @@ T = TypeVar("T")
 def _reconnecting(
     method: Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]],
 ) -> Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]]:
-    """Run ``method`` again, once, after a connection error on the primary.
+    """Run the read ``method`` again, once, after a connection error on the primary.
 
     Pooled connections to a primary that restarted (or was replaced by a
-    failover) fail on their first use; the pool is dropped and the call
-    made once more on a fresh connection.
+    failover) fail on their first use; the pool is dropped and the read made
+    once more. Writes are never retried (one whose reply was lost may have
+    been made): they go through :func:`_fresh` instead.
     """
 
     async def wrapper(self: RedisControl, /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -188,6 +191,25 @@ def _reconnecting(
             with contextlib.suppress(RedisError, OSError):
                 await self._primary().connection_pool.disconnect()
             return await method(self, *args, **kwargs)
+
+    functools.update_wrapper(wrapper, method)
+    return wrapper
+
+
+def _fresh(
+    method: Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]],
+) -> Callable[Concatenate[RedisControl, P], Coroutine[Any, Any, T]]:
+    """Before the write ``method``, PING the primary; if that fails on a stale pooled
+    connection, drop the pool, so the write itself runs on a fresh connection, once."""
+
+    async def wrapper(self: RedisControl, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        client = self._primary()
+        try:
+            await client.ping()
+        except RedisConnectionError:
+            with contextlib.suppress(RedisError, OSError):
+                await client.connection_pool.disconnect()
+        return await method(self, *args, **kwargs)
 
     functools.update_wrapper(wrapper, method)
     return wrapper
@@ -231,26 +253,29 @@ class RedisControl:
     def _audit(pipe: Pipeline, entry: AuditEntry) -> None:
         pipe.xadd(keys.AUDIT, {"doc": entry.encode()})
 
-    async def _replicated(self, client: Redis) -> None:
-        """Wait until one replica has every write so far (where replicas exist)."""
+    async def settle(self) -> None:
+        """Wait until one replica has every write so far (where replicas exist, up to
+        ``wait_timeout``); never raises: the writes are made, this only delays the answer."""
         if self.wait_timeout <= 0:
             return
-        seen_at, replicas = self._replicas
-        if time.monotonic() - seen_at > _REPLICAS_TTL:
-            info: dict[str, Any] = await client.info("replication")
-            replicas = int(info.get("connected_slaves", 0))
-            self._replicas = (time.monotonic(), replicas)
-        if replicas:
-            acked = await client.wait(1, int(self.wait_timeout * 1000))
-            if acked < 1:
+        client = self._primary()
+        try:
+            seen_at, replicas = self._replicas
+            if time.monotonic() - seen_at > _REPLICAS_TTL:
+                info: dict[str, Any] = await client.info("replication")
+                replicas = int(info.get("connected_slaves", 0))
+                self._replicas = (time.monotonic(), replicas)
+            if replicas and await client.wait(1, int(self.wait_timeout * 1000)) < 1:
                 log.warning("no replica acknowledged a control change in time; it is on the primary only")
+        except RedisError as exc:
+            log.warning("could not wait for a replica", extra={"error": str(exc)})
 
     async def aclose(self) -> None:
         """Nothing to close: the clients belong to the connector."""
 
     # -- overrides ----------------------------------------------------------
 
-    @_reconnecting
+    @_fresh
     async def add_override(self, draft: OverrideDraft, actor: str, now: float) -> Override:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()
@@ -269,10 +294,9 @@ class RedisControl:
         self._log(pipe, ChangeEntry("override", str(item.id), doc))
         self._audit(pipe, override_audit(item, actor, now, "override.create"))
         await pipe.execute()
-        await self._replicated(client)
         return item
 
-    @_reconnecting
+    @_fresh
     async def delete_override(self, override_id: int, actor: str, now: float) -> Override | None:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()
@@ -285,7 +309,6 @@ class RedisControl:
         self._log(pipe, ChangeEntry("override", str(override_id), None))
         self._audit(pipe, override_audit(item, actor, now, "override.delete"))
         removed, *_ = await pipe.execute()
-        await self._replicated(client)
         return item if removed else None
 
     @_reconnecting
@@ -306,7 +329,7 @@ class RedisControl:
 
     # -- reputation -----------------------------------------------------------
 
-    @_reconnecting
+    @_fresh
     async def report(self, items: Sequence[ReportItem], now_ms: int) -> list[State]:
         """See :class:`~blocklist.control.ControlStore` (one script for the whole batch)."""
         if not items:
@@ -329,7 +352,6 @@ class RedisControl:
         names += [keys.reputation_state_key(item.key) for item in items]
         client = self._primary()
         docs = await client.eval(REPORT_LUA, len(names), *names, *args)
-        await self._replicated(client)
         return [decode_state(d) if d else State(100, now_ms) for d in docs]
 
     @_reconnecting
@@ -338,7 +360,7 @@ class RedisControl:
         doc = await self._primary().get(keys.reputation_state_key(key))
         return decode_state(doc) if doc is not None else None
 
-    @_reconnecting
+    @_fresh
     async def set_reputation(self, key: str, state: State | None, actor: str, now: float) -> None:
         """See :class:`~blocklist.control.ControlStore`."""
         now_ms = int(now * 1000)
@@ -354,8 +376,7 @@ class RedisControl:
             pipe.zrem(keys.REPUTATION_NOTES, key)
         else:
             pipe.set(name, encode_state(state), pxat=expiry)
-            until = blocked_until(state, now_ms, self.policy)
-            until = min(until, expiry) if until is not None else None
+            until = block_end(state, now_ms, self.policy, self.retention_ms)
             if state.notes:
                 pipe.zadd(keys.REPUTATION_NOTES, {key: state.notes[-1].at})
         if until is None:
@@ -367,17 +388,14 @@ class RedisControl:
         action = "reputation.set" if state else "reputation.delete"
         self._audit(pipe, AuditEntry("", now, actor, action, key, detail))
         await pipe.execute()
-        await self._replicated(client)
 
     # -- keys ---------------------------------------------------------------
 
-    @_reconnecting
+    @_fresh
     async def _key_change(self, name: str, doc: str, audit: AuditEntry) -> bool:
         client = self._primary()
         names = (keys.API_KEYS, keys.CONTROL_CHANGES, keys.AUDIT)
         done = await client.eval(KEY_LUA, 3, *names, name, doc, LOG_KEEP, audit.encode())
-        if done:
-            await self._replicated(client)
         return bool(done)
 
     async def create_key(self, key: ApiKey, actor: str) -> None:
@@ -401,13 +419,13 @@ class RedisControl:
     @_reconnecting
     async def audit(self, before: str | None, limit: int) -> list[AuditEntry]:
         """See :class:`~blocklist.control.ControlStore`; ids are stream ids."""
+        if before is not None and not _STREAM_ID.match(before):
+            raise ValueError("before is not an audit entry id")
         top = f"({before}" if before else "+"
         try:
             rows: Any = await self._primary().xrevrange(keys.AUDIT, max=top, min="-", count=limit)
-        except Exception as exc:  # a malformed ``before`` is the caller's error
-            if "Invalid stream ID" in str(exc):
-                raise ValueError("before is not an audit entry id") from None
-            raise
+        except ResponseError:  # a well-formed id Redis still refuses (0-0, past the last one)
+            raise ValueError("before is not an audit entry id") from None
         return [AuditEntry.decode(_text(entry_id), fields[b"doc"]) for entry_id, fields in rows]
 
     async def snapshot(self, now_ms: int) -> Snapshot:
@@ -448,7 +466,7 @@ class RedisControl:
         ]
         return _text(entries[-1][0]), out
 
-    @_reconnecting
+    @_fresh
     async def purge(self, now: float) -> int:
         """See :class:`~blocklist.control.ControlStore`."""
         client = self._primary()

@@ -38,7 +38,7 @@ from blocklist.reputation import (
     State,
     Violation,
     apply_violation,
-    blocked_until,
+    block_end,
     drop_old_notes,
     expires_at,
 )
@@ -128,6 +128,9 @@ class SqliteControl:
     @staticmethod
     def _audit(con: sqlite3.Connection, entry: AuditEntry) -> None:
         con.execute("INSERT INTO audit (at, doc) VALUES (?, ?)", (entry.at, entry.encode()))
+
+    async def settle(self) -> None:
+        """Nothing to wait for: a commit is on disk when the write returns."""
 
     async def aclose(self) -> None:
         """Close the connection."""
@@ -239,8 +242,7 @@ class SqliteControl:
         if state is None or expiry <= now_ms:
             con.execute("DELETE FROM reputation WHERE key = ?", (key,))
         else:
-            until = blocked_until(state, now_ms, self.policy)
-            until = min(until, expiry) if until is not None else None
+            until = block_end(state, now_ms, self.policy, self.retention_ms)
             oldest = min((n.at for n in state.notes), default=None)
             con.execute(
                 "INSERT OR REPLACE INTO reputation (key, doc, blocked_until, expires_at, oldest_note)"
@@ -317,7 +319,7 @@ class SqliteControl:
         """See :class:`~blocklist.control.ControlStore`."""
 
         def listing() -> list[AuditEntry]:
-            if before is not None and not before.isdigit():
+            if before is not None and not (before.isascii() and before.isdigit() and len(before) < 19):
                 raise ValueError("before is not an audit entry id")
             bound = int(before) if before else 1 << 62
             rows = (
@@ -356,13 +358,17 @@ class SqliteControl:
         def read() -> tuple[str, list[ChangeEntry]] | None:
             con = self._connection()
             seen = int(cursor)
-            trimmed = con.execute("SELECT value FROM meta WHERE name = 'trimmed'").fetchone()
-            last = con.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
-            if (trimmed and seen < trimmed[0]) or seen > max(last, trimmed[0] if trimmed else 0):
-                return None
-            rows = con.execute(
-                "SELECT seq, kind, key, data FROM changes WHERE seq > ? ORDER BY seq LIMIT 10000", (seen,)
-            ).fetchall()
+            con.execute("BEGIN")  # one read snapshot: a purge in another process cannot cut in
+            try:
+                trimmed = con.execute("SELECT value FROM meta WHERE name = 'trimmed'").fetchone()
+                last = con.execute("SELECT coalesce(max(seq), 0) FROM changes").fetchone()[0]
+                if (trimmed and seen < trimmed[0]) or seen > max(last, trimmed[0] if trimmed else 0):
+                    return None
+                rows = con.execute(
+                    "SELECT seq, kind, key, data FROM changes WHERE seq > ? ORDER BY seq LIMIT 10000", (seen,)
+                ).fetchall()
+            finally:
+                con.execute("COMMIT")
             if not rows:
                 return cursor, []
             return str(rows[-1][0]), [ChangeEntry(r[1], r[2], r[3]) for r in rows]

@@ -121,8 +121,9 @@ class ControlView:
         self._note_active()
 
     def build_blocked(self, blocked: Iterable[tuple[str, int]]) -> tuple[dict[int, int], dict[int, int]]:
-        """Per family, key value -> block end, from ``(key text, end ms)`` pairs; unreadable keys
-        (stored under another IPv6 prefix setting, say) are left out. O(n): run it off the event loop.
+        """Per family, key value -> block end, from ``(key text, end ms)`` pairs; keys that do not
+        parse are left out (an IPv6 key stored under another prefix setting is read as the first
+        network of the current length it holds). O(n): run it off the event loop.
         """
         four: dict[int, int] = {}
         six: dict[int, int] = {}

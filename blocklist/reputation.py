@@ -136,6 +136,15 @@ def expires_at(state: State, policy: Policy, retention_ms: int) -> int:
     return min(recovered, state.updated + retention_ms)
 
 
+def block_end(state: State | None, now: int, policy: Policy, retention_ms: int) -> int | None:
+    """When the stored block on this key ends: :func:`blocked_until`, but never after the state
+    itself is deleted (:func:`expires_at`). None if it is not blocked at ``now``."""
+    until = blocked_until(state, now, policy)
+    if state is None or until is None:
+        return None
+    return min(until, expires_at(state, policy, retention_ms))
+
+
 def apply_violation(
     state: State | None, violation: Violation, note: Note, policy: Policy, suppress_ms: int = 0
 ) -> State:

@@ -24,6 +24,7 @@ from blocklist.reputation import (
     MAX_SUPPRESS_SECONDS,
     Note,
     State,
+    block_end,
     blocked_until,
     key_text,
     reputation_key,
@@ -31,6 +32,9 @@ from blocklist.reputation import (
 )
 from blocklist.settings import Settings
 from ipchecking.controlsync import ControlSync
+
+#: The furthest expiry an override may have (beyond it: omit the expiry).
+MAX_OVERRIDE_SECONDS = 100 * 365 * 86400
 
 
 class Refused(BlocklistError):
@@ -79,6 +83,10 @@ class ControlService:
             expires_at = now + expires_in
         if expires_at is not None and expires_at <= now:
             raise Refused("invalid_expiry", "expires_at is in the past")
+        if expires_at is not None and expires_at > now + MAX_OVERRIDE_SECONDS:
+            raise Refused(
+                "invalid_expiry", "expires_at is more than 100 years away; omit it for a permanent entry"
+            )
         broadest = self.settings.broadest_prefix_v4 if family == V4 else self.settings.broadest_prefix_v6
         if action == "block" and prefix_len(family, first, last) < broadest:
             raise Refused(
@@ -91,6 +99,7 @@ class ControlService:
         """Store, audit and apply a new override."""
         item = await self.store.add_override(draft, actor, self.now())
         await self.sync.apply([ChangeEntry("override", str(item.id), item.encode())])
+        await self.store.settle()
         return item
 
     async def delete_override(self, override_id: int, actor: str) -> Override | None:
@@ -98,6 +107,7 @@ class ControlService:
         item = await self.store.delete_override(override_id, actor, self.now())
         if item is not None:
             await self.sync.apply([ChangeEntry("override", str(override_id), None)])
+            await self.store.settle()
         return item
 
     # -- reputation -----------------------------------------------------------
@@ -127,6 +137,8 @@ class ControlService:
         states = await self.store.report(items, now_ms)
         for item, state in zip(items, states, strict=True):
             self._apply_block(item.key, state, now_ms)
+        if items:
+            await self.store.settle()
         return states
 
     async def set_reputation(self, key: str, state: State | None, actor: str) -> None:
@@ -134,9 +146,11 @@ class ControlService:
         now = self.now()
         await self.store.set_reputation(key, state, actor, now)
         self._apply_block(key, state, int(now * 1000))
+        await self.store.settle()
 
     def _apply_block(self, key: str, state: State | None, now_ms: int) -> None:
-        self.view.set_blocked(key, blocked_until(state, now_ms, self.policy))
+        retention = self.settings.personal_retention_ms
+        self.view.set_blocked(key, block_end(state, now_ms, self.policy, retention))
 
     def reputation_body(self, key: str, state: State | None, now_ms: int) -> dict[str, Any]:
         """What explain and report answers show of a key's reputation."""

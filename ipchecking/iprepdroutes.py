@@ -115,6 +115,8 @@ async def put_reputation(
         decay_after = int(parse_moment(body.decayafter) * 1000) if body.decayafter else 0
     except ValueError as exc:
         return _error(400, "invalid_decayafter", str(exc))
+    if decay_after > now_ms + MAX_SUPPRESS_SECONDS * 1000:
+        return _error(400, "invalid_decayafter", "decayafter is at most 14 days away, as suppress_recovery")
     state = await control.store.reputation(keyed.key)
     new = set_score(state, body.reputation, now_ms, decay_after=decay_after, reviewed=body.reviewed)
     await control.set_reputation(keyed.key, new, principal.name)

@@ -27,9 +27,11 @@ from blocklist.errors import ConfigError
 from blocklist.history import iso_moment
 from blocklist.redisclient import RedisConnector
 from blocklist.settings import Settings, load_settings
-from ipchecking.auth import key_digest
+from ipchecking.auth import CONFIGURED, key_digest
 
 ACTOR = "cli"
+#: Actors the audit log names that are not stored keys.
+RESERVED = frozenset({ACTOR, CONFIGURED, "service"})
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,62}$")
 
 
@@ -52,6 +54,9 @@ def keys_main(argv: list[str]) -> int:
     if args.command == "create" and not _NAME.match(args.name):
         print("a key name is 1-63 letters, digits, _ . @ -, starting with a letter or digit", file=sys.stderr)
         return 2
+    if args.command == "create" and args.name in RESERVED:
+        print(f"{args.name!r} names the service itself in the audit log; choose another", file=sys.stderr)
+        return 2
     return asyncio.run(_run(settings, args))
 
 
@@ -67,6 +72,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             except Conflict as exc:
                 print(str(exc), file=sys.stderr)
                 return 1
+            await store.settle()
             print(secret)
             return 0
         if args.command == "list":
@@ -82,6 +88,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         if not await store.revoke_key(args.name, ACTOR, time.time()):
             print(f"no key named {args.name!r}", file=sys.stderr)
             return 1
+        await store.settle()
         return 0
     finally:
         await store.aclose()

@@ -307,6 +307,10 @@ def test_no_key_is_401_a_key_without_the_scope_403_a_bad_body_422(
                 ),
                 ({"network": UNLISTED, "action": "block", "expires_at": "2001-01-01"}, "invalid_expiry"),
                 ({"network": UNLISTED, "action": "block", "expires_at": "soon"}, "invalid_expiry"),
+                (
+                    {"network": UNLISTED, "action": "block", "expires_at": "9999-12-31T23:59:59-01:00"},
+                    "invalid_expiry",
+                ),
                 ({"network": UNLISTED, "action": "deny"}, "invalid_request"),
                 ({"network": UNLISTED, "action": "block", "extra": 1}, "invalid_request"),
             ):
@@ -344,6 +348,10 @@ def test_every_change_is_audited_with_the_keys_name_newest_first(
             assert [e["action"] for e in page["entries"]] == ["override.delete", "override.create"]
             assert page["entries"][0]["actor"] == "admin-key"
             assert page["entries"][0]["detail"]["network"] == f"{UNLISTED}/32"
+            for bad in ("9" * 40, "x", "-1"):
+                refused = await client.get(f"/v1/audit?before={bad}", headers=admin)
+                assert refused.status_code == 422, bad
+                assert refused.json()["error"] == "invalid_before"
             rest = (await client.get(f"/v1/audit?before={page['next']}", headers=admin)).json()
             actions = [e["action"] for e in rest["entries"]]
             assert actions[0] == "override.create"

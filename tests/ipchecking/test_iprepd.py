@@ -535,6 +535,13 @@ def test_bad_requests_are_refused(setup: tuple[Settings, dict[str, str]]) -> Non
             )
             assert bad_moment.status_code == 400
             assert bad_moment.json()["error"] == "invalid_decayafter"
+            far = await client.put(
+                f"/iprepd/type/ip/{IP}",
+                json={"object": IP, "type": "ip", "reputation": 5, "decayafter": "9999-12-31T23:59:59-01:00"},
+                headers=report,
+            )
+            assert far.status_code == 400
+            assert far.json()["error"] == "invalid_decayafter"
             for out_of_range in (-1, 101):
                 answer = await client.put(
                     f"/iprepd/type/ip/{IP}",
