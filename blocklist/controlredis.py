@@ -49,8 +49,8 @@ from blocklist.reputation import NOTES_KEPT, Policy, State, block_end, drop_old_
 
 log = logging.getLogger(__name__)
 
-#: The change log keeps about this many entries (followers reload after any reconnect,
-#: and a connected one reads each entry within a second of its writing).
+#: The change log keeps about this many entries; a follower that falls further
+#: behind (or reconnects) reloads a snapshot.
 LOG_KEEP = 100_000
 #: How long the replica count seen on the primary is trusted, seconds.
 _REPLICAS_TTL = 1.0
@@ -215,6 +215,12 @@ def _fresh(
     return wrapper
 
 
+def _stream_id(value: bytes | str) -> tuple[int, int]:
+    """A stream id as a comparable pair (``ms-seq``; a bare ``ms`` is ``ms-0``)."""
+    ms, _, seq = _text(value).partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -236,6 +242,7 @@ class RedisControl:
         *,
         wait_timeout: float = 1.0,
         clock: Callable[[], float] = time.time,
+        log_keep: int = LOG_KEEP,
     ) -> None:
         self._primary = primary
         self._reader = reader
@@ -244,10 +251,11 @@ class RedisControl:
         self.wait_timeout = wait_timeout
         self._clock = clock
         self._replicas: tuple[float, int] = (-1.0, 0)
+        self.log_keep = log_keep
 
     def _log(self, pipe: Pipeline, change: ChangeEntry) -> None:
         fields = {"kind": change.kind, "key": change.key, "data": change.data or ""}
-        pipe.xadd(keys.CONTROL_CHANGES, fields, maxlen=LOG_KEEP, approximate=True)  # type: ignore[arg-type]
+        pipe.xadd(keys.CONTROL_CHANGES, fields, maxlen=self.log_keep, approximate=True)  # type: ignore[arg-type]
 
     @staticmethod
     def _audit(pipe: Pipeline, entry: AuditEntry) -> None:
@@ -341,7 +349,7 @@ class RedisControl:
             policy.interval_ms,
             policy.block_below,
             self.retention_ms,
-            LOG_KEEP,
+            self.log_keep,
             NOTES_KEPT,
         ]
         for item in items:
@@ -395,7 +403,7 @@ class RedisControl:
     async def _key_change(self, name: str, doc: str, audit: AuditEntry) -> bool:
         client = self._primary()
         names = (keys.API_KEYS, keys.CONTROL_CHANGES, keys.AUDIT)
-        done = await client.eval(KEY_LUA, 3, *names, name, doc, LOG_KEEP, audit.encode())
+        done = await client.eval(KEY_LUA, 3, *names, name, doc, self.log_keep, audit.encode())
         return bool(done)
 
     async def create_key(self, key: ApiKey, actor: str) -> None:
@@ -447,12 +455,16 @@ class RedisControl:
     async def changes(self, cursor: str, wait: float) -> tuple[str, list[ChangeEntry]] | None:
         """See :class:`~blocklist.control.ControlStore` (``XREAD BLOCK`` on the reader).
 
-        Never None while connected: a follower that lost its connection
-        reloads a snapshot anyway, and a connected one never falls an hour behind.
+        None when the stream was trimmed past ``cursor`` (its first entry is
+        after it): entries this follower never read may be gone. A cursor of
+        ``0-0`` (the log was empty at the snapshot) reads from the start.
         """
-        reply: Any = await self._reader().xread(
-            {keys.CONTROL_CHANGES: cursor}, count=1000, block=int(wait * 1000)
-        )
+        pipe = self._reader().pipeline(transaction=False)
+        pipe.xrange(keys.CONTROL_CHANGES, count=1)
+        pipe.xread({keys.CONTROL_CHANGES: cursor}, count=1000, block=int(wait * 1000))
+        first, reply = await pipe.execute()
+        if first and cursor != "0-0" and _stream_id(first[0][0]) > _stream_id(cursor):
+            return None
         if not reply:
             return cursor, []
         entries = reply[0][1]

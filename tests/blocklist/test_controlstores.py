@@ -211,3 +211,26 @@ def test_purge_drops_old_report_comments_and_expired_overrides(
             await client.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_follower_behind_a_trimmed_redis_log_is_told_to_reload(server: RedisServer) -> None:
+    async def scenario() -> None:
+        client = Redis(port=server.port)
+        await client.config_set("stream-node-max-entries", 2)  # approximate trimming works per node
+        store = RedisControl(lambda: client, lambda: client, POLICY, RETENTION_MS, log_keep=4)
+        try:
+            first = await store.add_override(OverrideDraft("192.0.2.1/32", "block", "", None), "me", 1.0)
+            snapshot = await store.snapshot(START)
+            current = await store.changes(snapshot.cursor, 0.01)
+            assert current == (snapshot.cursor, [])  # nothing trimmed, nothing new
+            for i in range(2, 30):
+                await store.add_override(OverrideDraft(f"192.0.2.{i}/32", "block", "", None), "me", 1.0)
+            assert await store.changes(snapshot.cursor, 0.01) is None
+            fresh = await store.snapshot(START)
+            assert len(fresh.overrides) == 29
+            assert first in fresh.overrides
+            assert await store.changes(fresh.cursor, 0.01) == (fresh.cursor, [])
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
