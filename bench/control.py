@@ -56,6 +56,7 @@ from typing import Any
 import httpx
 from redis.asyncio import Redis as AsyncRedis
 
+from bench.apiprocess import api_process
 from bench.http_throughput import cpu_seconds, write_addresses
 from bench.versions import IPSUM, ROOT, ipsum_addresses, ipsum_version
 from blocklist.addresses import parse_address
@@ -69,7 +70,7 @@ from blocklistupdater.redispublish import RedisPublisher
 from ipchecking.answers import check_ip as answer_check_ip
 from ipchecking.auth import key_digest
 from ipchecking.holder import VersionHolder
-from tests.redisserver import free_port, redis_server, stop_process
+from tests.redisserver import redis_server
 
 #: The key every request presents; its digest is configured (``BLOCKLIST_API_KEYS``: admin).
 API_KEY = "blk_bench-control-not-a-secret"
@@ -185,35 +186,9 @@ def _latency_ms(text: str, label: str) -> float:
 
 @contextmanager
 def api_server(tmp: Path, name: str, extra: dict[str, str]) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """``python -m ipchecking`` on a free port with ``extra`` settings; yields once /readyz answers."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOCKLIST_", "REDIS_"))}
-    env |= {
-        "BLOCKLIST_STATE_DIR": str(tmp / f"state-{name}"),
-        "BLOCKLIST_LOG_LEVEL": "WARNING",
-        "BLOCKLIST_API_KEYS": key_digest(API_KEY),
-        **extra,
-    }
-    log = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ipchecking", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not start; see {tmp / (name + '.log')}")
-            time.sleep(0.2)
-        yield base, proc
-    finally:
-        stop_process(proc, timeout=15)
-        log.close()
+    """``python -m ipchecking`` on a free port with ``extra`` settings and the bench's admin key."""
+    with api_process(tmp, name, {"BLOCKLIST_API_KEYS": key_digest(API_KEY), **extra}) as server:
+        yield server
 
 
 def embedded_env() -> dict[str, str]:

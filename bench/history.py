@@ -26,21 +26,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import redis
 
+from bench.apiprocess import api_process
 from bench.http_throughput import write_addresses, wrk
 from blocklist import rediskeys as keys
 from blocklist.addresses import parse_address
@@ -53,7 +51,7 @@ from blocklistupdater.archive import import_embedded, read_files
 from blocklistupdater.redishistory import import_redis
 from ipchecking.historysource import RedisSource, SqliteSource
 from tests.archives import ARCHIVE_FEEDS, ArchiveModel, archive_files
-from tests.redisserver import free_port, redis_server, stop_process
+from tests.redisserver import redis_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -188,35 +186,14 @@ def lookups(tmp: Path, samples: int, out: Callable[[str], None]) -> dict[str, fl
 
 @contextmanager
 def api_server(cwd: Path, tmp: Path, name: str) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BLOCKLIST_", "REDIS_"))}
-    env |= {
+    """The API of the tree at ``cwd`` on ipsum, embedded; yields its base URL once ready."""
+    settings = {
         "BLOCKLIST_FEEDS": f"ipsum=ipsum:{IPSUM}",
         "BLOCKLIST_BOOTSTRAP": "false",
-        "BLOCKLIST_STATE_DIR": str(tmp / f"state-{name}"),
-        "BLOCKLIST_LOG_LEVEL": "WARNING",
         "PYTHONPATH": str(cwd),
     }
-    log = (tmp / f"{name}.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ipchecking", "--port", str(port)], cwd=cwd, env=env, stdout=log, stderr=log
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"{name} did not start; see {tmp / (name + '.log')}")
-            time.sleep(0.2)
+    with api_process(tmp, name, settings, cwd=cwd) as (base, _):
         yield base
-    finally:
-        stop_process(proc, timeout=15)
-        log.close()
 
 
 def throughput(
