@@ -124,6 +124,13 @@ def test_lua_and_python_reputation_agree_on_random_report_sequences(
     asyncio.run(scenario())
 
 
+def store_of(kind: str, tmp_path: Path, client: Redis, policy: Policy) -> ControlStore:
+    """The store of ``kind`` (``sqlite`` in ``tmp_path``, or ``redis`` on ``client``)."""
+    if kind == "sqlite":
+        return SqliteControl(tmp_path / "state", policy, RETENTION_MS)
+    return RedisControl(lambda: client, lambda: client, policy, RETENTION_MS)
+
+
 async def follow_all(store: ControlStore, cursor: str) -> tuple[str, list[ChangeEntry]]:
     seen: list[ChangeEntry] = []
     while True:
@@ -141,11 +148,7 @@ def test_the_change_log_carries_blocks_and_overrides_from_a_snapshot_on(
 ) -> None:
     async def scenario() -> None:
         client = Redis(port=server.port)
-        store: ControlStore = (
-            SqliteControl(tmp_path / "state", POLICY, RETENTION_MS)
-            if kind == "sqlite"
-            else RedisControl(lambda: client, lambda: client, POLICY, RETENTION_MS)
-        )
+        store = store_of(kind, tmp_path, client, POLICY)
         try:
             now_ms = START
             blocker = item("192.0.2.9", VIOLATIONS[2], now_ms, 0)
@@ -180,11 +183,7 @@ def test_purge_drops_old_report_comments_and_expired_overrides(
 
     async def scenario() -> None:
         client = Redis(port=server.port)
-        store: ControlStore = (
-            SqliteControl(tmp_path / "state", slow, RETENTION_MS)
-            if kind == "sqlite"
-            else RedisControl(lambda: client, lambda: client, slow, RETENTION_MS)
-        )
+        store = store_of(kind, tmp_path, client, slow)
         try:
             # Real moments: Redis expires keys and stamps audit entries by its own clock.
             first = int(time.time() * 1000) - RETENTION_MS - 120_000
