@@ -215,7 +215,7 @@ async def report(
     and the others are applied.
     """
     single = isinstance(body, ReportIn)
-    raws = [body.model_dump()] if isinstance(body, ReportIn) else body
+    raws: list[ReportIn | dict[str, Any]] = [body] if isinstance(body, ReportIn) else list(body)
     if len(raws) > MAX_REPORTS:
         return _error(422, "too_many_reports", f"at most {MAX_REPORTS} reports per request")
     now_ms = int(control.now() * 1000)
@@ -223,7 +223,7 @@ async def report(
     items = []
     for raw in raws:
         try:
-            one = ReportIn.model_validate(raw)
+            one = raw if isinstance(raw, ReportIn) else ReportIn.model_validate(raw)
             items.append(
                 control.report_item(
                     one.ip,
@@ -239,9 +239,9 @@ async def report(
             detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
             results.append({"error": "invalid_report", "detail": detail})
         except InvalidAddress as exc:
-            results.append({"ip": raw.get("ip"), "error": "invalid_address", "detail": exc.reason})
+            results.append({"ip": one.ip, "error": "invalid_address", "detail": exc.reason})
         except Refused as exc:
-            results.append({"ip": raw.get("ip"), "error": exc.error, "detail": exc.reason})
+            results.append({"ip": one.ip, "error": exc.error, "detail": exc.reason})
     states = iter(await control.report(items, now_ms))
     keys = iter(items)
     for result in results:
