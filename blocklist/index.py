@@ -6,9 +6,12 @@ gave it. A lookup is one ``bisect`` over the starts: O(log n), and a /8 costs
 one range, not 16 million addresses.
 
 IPv4 uses ``array('I')`` (4 bytes per bound) and is compiled with numpy
-(:mod:`blocklist.vectorsweep`); IPv6 bounds are 128-bit, which ``array`` and
-numpy cannot hold, so they are Python ``int`` lists swept in Python (IPv6
-feeds are small: tens to thousands of networks).
+(:mod:`blocklist.vectorsweep`); IPv6 bounds are 128-bit, held as two 64-bit
+halves (:class:`~blocklist.u128.U128Array`, 16 bytes per bound) and swept in
+Python (IPv6 feeds are small: tens to thousands of networks). Masks are as
+wide as the number of feeds needs (1 byte up to 8 feeds), so an IPv4 range
+costs 11 bytes and an IPv6 range 35 with up to 8 feeds. Each family carries
+a /16 slot table (:mod:`blocklist.slots`) that narrows every search.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from blocklist.addresses import V4, V4_MAX
 from blocklist.errors import ConfigError
 from blocklist.feedparsers import FamilyEntries
+from blocklist.slots import SLOT_SHIFT, v4_slots, v6_slots
+from blocklist.u128 import U128Array, find_u128
 from blocklist.vectorsweep import sweep_v4
 
 #: Feed membership is a 64-bit mask, so one index merges at most 64 feeds.
@@ -39,21 +44,45 @@ class RangeMatch:
     score: int
 
 
+def mask_code(feeds: int) -> str:
+    """The ``array`` typecode of masks for ``feeds`` feeds: the narrowest that holds a bit per feed."""
+    for code, bits in (("B", 8), ("H", 16), ("I", 32), ("Q", 64)):
+        if feeds <= bits:
+            return code
+    raise ConfigError(f"at most {MAX_FEEDS} feeds can be merged, got {feeds}")
+
+
 @dataclass(frozen=True, slots=True)
 class FamilyIndex:
-    """Sorted, disjoint ranges of one family; parallel sequences, same length."""
+    """Sorted, disjoint ranges of one family; parallel sequences, same length.
+
+    IPv4 bounds are ``array('I')``, IPv6 bounds :class:`U128Array`. ``slots``
+    (computed when not given) is the family's /16 slot table.
+    """
 
     firsts: Sequence[int]
     lasts: Sequence[int]
     masks: array[int]
     scores: array[int]
+    slots: array[int] = field(default_factory=lambda: array("I"), compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            firsts = self.firsts
+            table = v6_slots(firsts) if isinstance(firsts, U128Array) else v4_slots(firsts)
+            object.__setattr__(self, "slots", table)
 
     def __len__(self) -> int:
         return len(self.firsts)
 
     def find(self, value: int) -> int:
-        """Position of the range holding ``value``, or -1. O(log n)."""
-        i = bisect_right(self.firsts, value) - 1
+        """Position of the range holding ``value``, or -1. O(log n), a few steps with the slots."""
+        firsts = self.firsts
+        if isinstance(firsts, U128Array):
+            assert isinstance(self.lasts, U128Array)
+            return find_u128(firsts, self.lasts, self.slots, value)
+        slot = value >> SLOT_SHIFT
+        i = bisect_right(firsts, value, self.slots[slot], self.slots[slot + 1]) - 1
         if i >= 0 and value <= self.lasts[i]:
             return i
         return -1
@@ -89,8 +118,8 @@ class RangeIndex:
 
 def empty_family(family: int) -> FamilyIndex:
     """A family index with no ranges."""
-    bounds: Sequence[int] = array("I") if family == V4 else []
-    return FamilyIndex(bounds, bounds, array("Q"), array("H"))
+    bounds: Sequence[int] = array("I") if family == V4 else U128Array()
+    return FamilyIndex(bounds, bounds, array("B"), array("H"))
 
 
 def compile_index(
@@ -106,8 +135,9 @@ def compile_index(
     names = tuple(feeds)
     if len(names) > MAX_FEEDS:
         raise ConfigError(f"at most {MAX_FEEDS} feeds can be merged, got {len(names)}")
-    v4 = _compile_family(V4, [_with_mapped(*feeds[n]) for n in names], min_score)
-    v6 = _compile_family(6, [feeds[n][1] for n in names], min_score)
+    code = mask_code(len(names))
+    v4 = _compile_family(V4, [_with_mapped(*feeds[n]) for n in names], min_score, code)
+    v6 = _compile_family(6, [feeds[n][1] for n in names], min_score, code)
     return RangeIndex(names, v4, v6)
 
 
@@ -137,9 +167,11 @@ def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
     return merged
 
 
-def _compile_family(family: int, per_feed: list[FamilyEntries], min_score: int) -> FamilyIndex:
+def _compile_family(
+    family: int, per_feed: list[FamilyEntries], min_score: int, masks_code: str
+) -> FamilyIndex:
     if family == V4:
-        swept = sweep_v4(per_feed, min_score)
+        swept = sweep_v4(per_feed, min_score, masks_code)
         if swept is not None:
             return FamilyIndex(*swept)
     firsts: list[int] = []
@@ -155,12 +187,9 @@ def _compile_family(family: int, per_feed: list[FamilyEntries], min_score: int) 
             bits.append(bit)
             scores.append(score)
     out_f, out_l, out_m, out_s = _sweep(firsts, lasts, bits, scores)
-    return FamilyIndex(
-        array("I", out_f) if family == V4 else out_f,
-        array("I", out_l) if family == V4 else out_l,
-        array("Q", out_m),
-        array("H", out_s),
-    )
+    if family == V4:
+        return FamilyIndex(array("I", out_f), array("I", out_l), array(masks_code, out_m), array("H", out_s))
+    return FamilyIndex(U128Array.of(out_f), U128Array.of(out_l), array(masks_code, out_m), array("H", out_s))
 
 
 def _sweep(

@@ -8,9 +8,12 @@ state file and, in distributed mode, for the snapshot a replica loads in one
 read), protected by a SHA-256 checksum of the index payload.
 
 Layout: ``MAGIC``, a 4-byte big-endian header length, the JSON header, then
-the IPv4 arrays (starts, ends as little-endian u32; masks u64; scores u16)
-and the IPv6 arrays (starts, ends as big-endian 16-byte integers; masks;
-scores).
+the IPv4 arrays (starts, ends as u32; masks as wide as the header's
+``mask_code`` says: u8, u16, u32 or u64; scores u16) and the IPv6 arrays
+(starts' high halves, starts' low halves, ends' high and low halves as u64;
+masks; scores), all little-endian: decoding is a copy per array, no per-range
+work. Version 1 files (IPv6 bounds as big-endian 16-byte integers, masks u64)
+are still read.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 from blocklist.errors import SnapshotError
 from blocklist.index import FamilyIndex, RangeIndex
+from blocklist.u128 import U128Array
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from blocklist.history import FeedContent
 
-MAGIC = b"BLOCKLIST-SNAPSHOT\x00v1\n"
+MAGIC = b"BLOCKLIST-SNAPSHOT\x00v2\n"
+MAGIC_V1 = b"BLOCKLIST-SNAPSHOT\x00v1\n"
+_SIZES = {"B": 1, "H": 2, "I": 4, "Q": 8}
 _LITTLE = sys.byteorder == "little"
 
 
@@ -86,17 +92,38 @@ class Version:
 
 def index_payload(index: RangeIndex) -> bytes:
     """The index's arrays as bytes, in the documented order."""
+    v4, v6 = index.v4, index.v6
+    code = _mask_code(index)
+    firsts6, lasts6 = _u128(v6.firsts), _u128(v6.lasts)
     parts = [
-        _le(array("I", index.v4.firsts)),
-        _le(array("I", index.v4.lasts)),
-        _le(index.v4.masks),
-        _le(index.v4.scores),
-        b"".join(v.to_bytes(16, "big") for v in index.v6.firsts),
-        b"".join(v.to_bytes(16, "big") for v in index.v6.lasts),
-        _le(index.v6.masks),
-        _le(index.v6.scores),
+        _le(array("I", v4.firsts)),
+        _le(array("I", v4.lasts)),
+        _le(_as(code, v4.masks)),
+        _le(v4.scores),
+        _le(firsts6.hi),
+        _le(firsts6.lo),
+        _le(lasts6.hi),
+        _le(lasts6.lo),
+        _le(_as(code, v6.masks)),
+        _le(v6.scores),
     ]
     return b"".join(parts)
+
+
+def _mask_code(index: RangeIndex) -> str:
+    """The typecode masks are encoded with: the wider of the two families'."""
+    return max(index.v4.masks.typecode, index.v6.masks.typecode, key=_SIZES.__getitem__)
+
+
+def _as(code: str, values: array[int]) -> array[int]:
+    return values if values.typecode == code else array(code, values)
+
+
+def _u128(values: object) -> U128Array:
+    if isinstance(values, U128Array):
+        return values
+    assert isinstance(values, list | tuple)
+    return U128Array.of(values)
 
 
 def checksum_of(index: RangeIndex) -> str:
@@ -116,6 +143,7 @@ def encode_version(version: Version) -> bytes:
         "v6_ranges": len(version.index.v6),
         "checksum": hashlib.sha256(payload).hexdigest(),
         "min_score": version.min_score,
+        "mask_code": _mask_code(version.index),
     }
     head = json.dumps(header, separators=(",", ":")).encode()
     return MAGIC + len(head).to_bytes(4, "big") + head + payload
@@ -123,7 +151,7 @@ def encode_version(version: Version) -> bytes:
 
 def decode_header(data: bytes) -> dict[str, Any]:
     """Read only the JSON header of an encoded version (cheap)."""
-    if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4:
+    if not data.startswith((MAGIC, MAGIC_V1)) or len(data) < len(MAGIC) + 4:
         raise SnapshotError("not a blocklist snapshot (bad magic)")
     start = len(MAGIC) + 4
     size = int.from_bytes(data[len(MAGIC) : start], "big")
@@ -134,6 +162,7 @@ def decode_header(data: bytes) -> dict[str, Any]:
     if not isinstance(header, dict):
         raise SnapshotError("corrupt snapshot header: not an object")
     header["_payload_offset"] = start + size
+    header["_format"] = 1 if data.startswith(MAGIC_V1) else 2
     return header
 
 
@@ -147,16 +176,26 @@ def decode_version(data: bytes) -> Version:
     payload = memoryview(data)[header["_payload_offset"] :]
     try:
         n4, n6 = int(header["v4_ranges"]), int(header["v6_ranges"])
-        expected = n4 * (4 + 4 + 8 + 2) + n6 * (16 + 16 + 8 + 2)
+        old = header["_format"] == 1
+        code = "Q" if old else str(header["mask_code"])
+        if code not in _SIZES:
+            raise SnapshotError(f"corrupt snapshot: mask code {code!r}")
+        per_range = 4 + 4 + _SIZES[code] + 2, 16 + 16 + _SIZES[code] + 2
+        expected = n4 * per_range[0] + n6 * per_range[1]
         if len(payload) != expected:
             raise SnapshotError(f"snapshot payload is {len(payload)} bytes, expected {expected}")
         if hashlib.sha256(payload).hexdigest() != header["checksum"]:
             raise SnapshotError("snapshot checksum mismatch")
         reader = _Reader(payload)
         v4 = FamilyIndex(
-            reader.array("I", n4), reader.array("I", n4), reader.array("Q", n4), reader.array("H", n4)
+            reader.array("I", n4), reader.array("I", n4), reader.array(code, n4), reader.array("H", n4)
         )
-        v6 = FamilyIndex(reader.ints128(n6), reader.ints128(n6), reader.array("Q", n6), reader.array("H", n6))
+        if old:
+            firsts6, lasts6 = reader.ints128(n6), reader.ints128(n6)
+        else:
+            firsts6 = U128Array(reader.array("Q", n6), reader.array("Q", n6))
+            lasts6 = U128Array(reader.array("Q", n6), reader.array("Q", n6))
+        v6 = FamilyIndex(firsts6, lasts6, reader.array(code, n6), reader.array("H", n6))
         feeds = tuple(FeedInfo(**f) for f in header["feeds"])
         index = RangeIndex(tuple(header["feed_names"]), v4, v6)
         return Version(
@@ -196,6 +235,7 @@ class _Reader:
             values.byteswap()
         return values
 
-    def ints128(self, count: int) -> list[int]:
+    def ints128(self, count: int) -> U128Array:
+        """Version 1's big-endian 16-byte integers."""
         chunk = bytes(self._take(16 * count))
-        return [int.from_bytes(chunk[i : i + 16], "big") for i in range(0, 16 * count, 16)]
+        return U128Array.of([int.from_bytes(chunk[i : i + 16], "big") for i in range(0, 16 * count, 16)])

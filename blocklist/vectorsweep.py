@@ -26,11 +26,15 @@ from blocklist.feedparsers import FamilyEntries
 MAX_SCORE_PASSES = 64
 
 U64 = NDArray[np.uint64]
+_MASK_DTYPES = {"B": np.uint8, "H": np.uint16, "I": np.uint32, "Q": np.uint64}
 
 
-def sweep_v4(per_feed: Sequence[FamilyEntries], min_score: int) -> tuple[array[int], ...] | None:
+def sweep_v4(
+    per_feed: Sequence[FamilyEntries], min_score: int, masks_code: str = "Q"
+) -> tuple[array[int], ...] | None:
     """``(firsts, lasts, masks, scores)`` arrays of the merged IPv4 ranges (feed i is bit i).
 
+    Masks are ``array(masks_code)``: ``B``, ``H``, ``I`` or ``Q``, wide enough for the feeds.
     Entries with ``0 < score < min_score`` are left out. None when the
     scores are too many distinct values for this method (the caller then
     sweeps in Python). O(n log n) for the sort, O(n) per feed and score.
@@ -49,7 +53,7 @@ def sweep_v4(per_feed: Sequence[FamilyEntries], min_score: int) -> tuple[array[i
         scores_parts.append(scores[keep])
         bits_parts.append(np.full(int(keep.sum()), bit, dtype=np.int64))
     if not firsts_parts or not sum(len(p) for p in firsts_parts):
-        return array("I"), array("I"), array("Q"), array("H")
+        return array("I"), array("I"), array(masks_code), array("H")
     firsts = np.concatenate(firsts_parts)
     ends = np.concatenate(lasts_parts) + np.uint64(1)
     bits = np.concatenate(bits_parts)
@@ -103,7 +107,7 @@ def sweep_v4(per_feed: Sequence[FamilyEntries], min_score: int) -> tuple[array[i
     return (
         _as_array("I", seg_firsts[run_starts].astype(np.uint32)),
         _as_array("I", seg_lasts[run_ends].astype(np.uint32)),
-        _as_array("Q", seg_masks[run_starts]),
+        _as_array(masks_code, seg_masks[run_starts].astype(_MASK_DTYPES[masks_code])),
         _as_array("H", seg_scores[run_starts].astype(np.uint16)),
     )
 

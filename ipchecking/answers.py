@@ -8,11 +8,12 @@ serialized per request on the success path.
 from __future__ import annotations
 
 import json
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from typing import TYPE_CHECKING
 
 from blocklist.addresses import V4, parse_address
 from blocklist.errors import BackendUnavailable, InvalidAddress
+from blocklist.u128 import LOW, V6_SLOT_SHIFT
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, SLOT_SHIFT, VersionHolder
 
 if TYPE_CHECKING:
@@ -60,13 +61,21 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
                 return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
             return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     if family == V4:
-        lasts, slot = served.v4_lasts, value >> SLOT_SHIFT
+        slot = value >> SLOT_SHIFT
         i = bisect_right(served.v4_firsts, value, served.v4_slots[slot], served.v4_slots[slot + 1]) - 1
-    else:
-        lasts = served.v6_lasts
-        i = bisect_right(served.v6_firsts, value) - 1
-    if i >= 0 and value <= lasts[i]:
-        return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
+        if i >= 0 and value <= served.v4_lasts[i]:
+            return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
+        return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
+    # blocklist.u128.find_u128, inlined: bounds are 64-bit halves.
+    high, low, slot = value >> 64, value & LOW, value >> V6_SLOT_SHIFT
+    highs = served.v6_firsts.hi
+    i = bisect_right(highs, high, served.v6_slots[slot], served.v6_slots[slot + 1]) - 1
+    if i >= 0 and highs[i] == high and served.v6_firsts.lo[i] > low:
+        i = bisect_right(served.v6_firsts.lo, low, bisect_left(highs, high, 0, i), i) - 1
+    if i >= 0:
+        last_high = served.v6_lasts.hi[i]
+        if last_high > high or (last_high == high and served.v6_lasts.lo[i] >= low):
+            return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from blocklist.decision import ControlView
 from blocklist.slots import SLOT_SHIFT, v4_slots
 from blocklist.snapshot import Version
+from blocklist.u128 import U128Array
 
 __all__ = ["SLOT_SHIFT", "Served", "VersionHolder", "v4_slots"]
 
@@ -35,8 +36,10 @@ class Served:
     v4_lasts: Sequence[int]
     #: ``v4_slots[b]``: how many IPv4 ranges start below ``b << 16``, for b in 0..65536.
     v4_slots: Sequence[int]
-    v6_firsts: Sequence[int]
-    v6_lasts: Sequence[int]
+    v6_firsts: U128Array
+    v6_lasts: U128Array
+    #: As ``v4_slots``, by the top 16 bits of an IPv6 address.
+    v6_slots: Sequence[int]
     blocked_headers: list[tuple[bytes, bytes]]
     allowed_headers: list[tuple[bytes, bytes]]
 
@@ -49,13 +52,17 @@ class Served:
             return answer_headers(body, number, cache)
 
         index = version.index
+        v6_firsts, v6_lasts = index.v6.firsts, index.v6.lasts
+        if not isinstance(v6_firsts, U128Array) or not isinstance(v6_lasts, U128Array):
+            v6_firsts, v6_lasts = U128Array.of(v6_firsts), U128Array.of(v6_lasts)
         return cls(
             version,
             index.v4.firsts,
             index.v4.lasts,
-            v4_slots(index.v4.firsts),
-            index.v6.firsts,
-            index.v6.lasts,
+            index.v4.slots,
+            v6_firsts,
+            v6_lasts,
+            index.v6.slots,
             headers(BLOCKED_BODY),
             headers(ALLOWED_BODY),
         )

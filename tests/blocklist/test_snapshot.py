@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from array import array
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from blocklist.feedparsers import FamilyEntries, parse_feed
 from blocklist.index import RangeIndex, compile_index
 from blocklist.snapshot import (
     MAGIC,
+    MAGIC_V1,
     FeedInfo,
     Version,
     checksum_of,
@@ -162,7 +165,7 @@ def test_header_is_readable_alone(version: Version) -> None:
     [
         pytest.param(b"", id="empty"),
         pytest.param(b"PK\x03\x04 not a snapshot", id="zip"),
-        pytest.param(b"BLOCKLIST-SNAPSHOT\x00v2\n\x00\x00\x00\x02{}", id="future-version"),
+        pytest.param(b"BLOCKLIST-SNAPSHOT\x00v3\n\x00\x00\x00\x02{}", id="future-version"),
         pytest.param(MAGIC, id="magic-only"),
         pytest.param(MAGIC + b"\x00\x00", id="short-length"),
     ],
@@ -253,3 +256,54 @@ def test_unmodified_header_rewrite_still_decodes(version: Version) -> None:
     assert decoded.index.lookup(V6, parse_address("2001:db8:1::1")[1]) == version.index.lookup(
         V6, parse_address("2001:db8:1::1")[1]
     )
+
+
+def _v1_encoding(version: Version) -> bytes:
+    """``version`` in the first snapshot format: u64 masks, IPv6 bounds as big-endian 16-byte ints."""
+    index = version.index
+
+    def le(code: str, values: object) -> bytes:
+        return array(code, values).tobytes()  # type: ignore[arg-type]
+
+    payload = b"".join(
+        [
+            le("I", index.v4.firsts),
+            le("I", index.v4.lasts),
+            le("Q", index.v4.masks),
+            le("H", index.v4.scores),
+            b"".join(v.to_bytes(16, "big") for v in index.v6.firsts),
+            b"".join(v.to_bytes(16, "big") for v in index.v6.lasts),
+            le("Q", index.v6.masks),
+            le("H", index.v6.scores),
+        ]
+    )
+    header = decode_header(encode_version(version))
+    for internal in ("_payload_offset", "_format", "mask_code"):
+        header.pop(internal)
+    header["checksum"] = hashlib.sha256(payload).hexdigest()
+    head = json.dumps(header).encode()
+    return MAGIC_V1 + len(head).to_bytes(4, "big") + head + payload
+
+
+def test_first_format_snapshots_still_decode(version: Version) -> None:
+    decoded = decode_version(_v1_encoding(version))
+    assert decoded.number == version.number
+    for family in (V4, V6):
+        address = "2001:db8:1::5" if family == V6 else "1.2.3.4"
+        assert decoded.index.lookup(*parse_address(address)) == version.index.lookup(*parse_address(address))
+    for got, want in ((decoded.index.v4, version.index.v4), (decoded.index.v6, version.index.v6)):
+        assert list(got.firsts) == list(want.firsts)
+        assert list(got.lasts) == list(want.lasts)
+        assert list(got.masks) == list(want.masks)
+
+
+def test_masks_are_as_narrow_as_the_feeds_allow(version: Version) -> None:
+    assert version.index.v4.masks.typecode == "B"
+    header = decode_header(encode_version(version))
+    assert header["mask_code"] == "B"
+    assert decode_version(encode_version(version)).index.v6.masks.typecode == "B"
+
+
+def test_decode_rejects_an_unknown_mask_width(version: Version) -> None:
+    with pytest.raises(SnapshotError, match="mask code"):
+        decode_version(_with_header(encode_version(version), mask_code="d"))

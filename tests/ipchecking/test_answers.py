@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blocklist import slots as slots_module
 from blocklist.addresses import V4_MAX, format_address
 from blocklist.feedparsers import FamilyEntries
 from blocklist.index import compile_index
@@ -67,10 +66,54 @@ def test_slot_table_counts_ranges_starting_below_each_slot() -> None:
     assert slots[-1] == len(served.v4_firsts)
 
 
-def test_both_ways_of_building_the_slot_table_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slot_table_matches_its_definition() -> None:
     firsts = array("I", sorted({(i * 2654435761) % (1 << 32) for i in range(5000)} | {0, SLOT - 1, SLOT}))
-    counted = v4_slots(firsts)
-    monkeypatch.setattr(slots_module, "_COUNT_BELOW", 0)
-    assert v4_slots(firsts) == counted
-    assert counted[0] == 0
-    assert counted[-1] == len(firsts)
+    table = v4_slots(firsts)
+    assert list(table) == [bisect_left(firsts, s * SLOT) for s in range(SLOT)] + [len(firsts)]
+
+
+V6_MAX = (1 << 128) - 1
+# IPv6 corner cases: ranges sharing a high half (several inside one /64),
+# ranges crossing /16 slot edges, and the ends of the space.
+V6_EDGES = [
+    0,
+    1 << 64,
+    0x2001 << 112,
+    (0x2001 << 112) | (5 << 64),
+    (0x2A00 << 112) - 1,
+    V6_MAX - (1 << 70),
+    V6_MAX,
+]
+near_v6_edge = st.builds(
+    lambda edge, offset: min(max(edge + offset, 0), V6_MAX),
+    st.sampled_from(V6_EDGES),
+    st.integers(-(1 << 66), 1 << 66) | st.integers(-300, 300),
+)
+v6_range = st.tuples(
+    st.one_of(near_v6_edge, st.integers(0, V6_MAX)), st.integers(0, 200) | st.integers(0, 1 << 114)
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(v6_range, max_size=30), st.lists(st.integers(0, V6_MAX), max_size=20))
+def test_ipv6_answers_match_brute_force(ranges: list[tuple[int, int]], extra: list[int]) -> None:
+    entries = FamilyEntries()
+    spans = [(first, min(first + length, V6_MAX)) for first, length in ranges]
+    for first, last in spans:
+        entries.append(first, last, 1)
+    index = compile_index({"f": (FamilyEntries(), entries)})
+    holder = VersionHolder()
+    holder.swap(Version(1, 1.0, (), index, checksum_of(index)))
+    probes = set(extra)
+    for first, last in spans:
+        probes.update({first - 1, first, first + 1, last - 1, last, last + 1})
+    for edge in V6_EDGES:
+        probes.update({edge - 1, edge, edge + 1})
+    for value in probes:
+        # IPv4-mapped addresses are answered as IPv4 (tested elsewhere).
+        if not 0 <= value <= V6_MAX or value >> 32 == 0xFFFF:
+            continue
+        expected = any(a <= value <= b for a, b in spans)
+        _, _, body, _ = check_ip(holder, format_address(6, value))
+        assert (body == BLOCKED_BODY) == expected, format_address(6, value)
+        assert (index.v6.find(value) >= 0) == expected
