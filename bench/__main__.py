@@ -1,7 +1,7 @@
 """Run every benchmark, one after the other: ``python -m bench``.
 
-    .venv/bin/python -m bench              # the full suite, about 25 minutes (10M ranges, a 4-minute soak)
-    .venv/bin/python -m bench --quick      # every benchmark at a tiny size (a smoke run, ~2 minutes)
+    .venv/bin/python -m bench              # the full suite, about 30 minutes (10M ranges, a 4-minute soak)
+    .venv/bin/python -m bench --quick      # every benchmark at a tiny size (a smoke run, ~3 minutes)
     .venv/bin/python -m bench --only http_throughput,layers
 
 Each benchmark runs as its own process (so none inherits another's memory
@@ -34,6 +34,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "history": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "compile": (["--rounds", "3", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "control": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
+    "updating": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
 }
 
 
