@@ -133,10 +133,49 @@ def _from_url(url: str, pool_size: int | None, timeout: float) -> Redis:
     return Redis.from_pool(pool)
 
 
+#: A snapshot is read in pieces of this size (``GETRANGE`` in one transaction),
+#: so no single copy of a large version holds the event loop for long.
+READ_PIECE = 4 * 1024 * 1024
+
+
+async def read_snapshot(client: Redis) -> bytes | bytearray | None:
+    """The live snapshot's bytes, or None if there is none.
+
+    Small snapshots are one ``GET``. A large one is read as ``GETRANGE``
+    pieces inside one ``MULTI``/``EXEC`` (so all pieces are of the same
+    version, even if a publish swaps it meanwhile) and assembled piece by
+    piece, yielding to the event loop between copies.
+    """
+    size = await client.strlen(keys.SNAPSHOT)
+    if not size:
+        return None
+    if size <= READ_PIECE:
+        data = await client.get(keys.SNAPSHOT)
+        return data if isinstance(data, bytes) else None
+    for _ in range(3):
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.strlen(keys.SNAPSHOT)
+            for start in range(0, size, READ_PIECE):
+                pipe.getrange(keys.SNAPSHOT, start, start + READ_PIECE - 1)
+            size, *pieces = await pipe.execute()
+        if sum(len(piece) for piece in pieces) == size:
+            break
+        # A larger version was swapped in between STRLEN and the read: again.
+    else:
+        return None
+    buffer = bytearray()
+    pieces.reverse()
+    while pieces:
+        # Appended (a large buffer grows in place) and each piece freed once copied.
+        buffer += pieces.pop()
+        await asyncio.sleep(0)
+    return buffer or None
+
+
 async def load_live_version(client: Redis) -> Version | None:
     """The version Redis serves now, or None if there is none (or it is corrupt)."""
-    data = await client.get(keys.SNAPSHOT)
-    if not isinstance(data, bytes):
+    data = await read_snapshot(client)
+    if data is None:
         return None
     try:
         # Off the event loop: a large snapshot takes a while to check and decode.

@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         default=16, ge=0, le=128, description="Refuse a feed with a broader IPv6 entry (0: allow any)."
     )
     max_download_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    build_process: bool = Field(
+        default=True,
+        description=(
+            "Embedded mode: parse feeds and compile versions in a child process, so a rebuild never "
+            "stalls answers; off: in a thread of the API process."
+        ),
+    )
     http_timeout: float = Field(default=30.0, gt=0, description="Per-operation HTTP timeout, s.")
     download_timeout: float = Field(default=300.0, gt=0, description="Whole-download limit, s.")
     retry_attempts: int = Field(default=5, ge=1, description="Fetch attempts per sync.")

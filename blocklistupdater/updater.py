@@ -1,7 +1,9 @@
 """The sync pipeline: fetch -> parse -> check -> compile -> publish.
 
-:class:`Updater` keeps, per configured feed, the last good parsed content and
-its status (what ``/status`` shows). A sync that fails or is refused changes
+:class:`Updater` keeps, per configured feed, the last good body and its
+status (what ``/status`` shows). Parsing, checking and compiling run in a
+:class:`~blocklistupdater.builds.Builder`: a thread, or a child process in
+embedded mode. A sync that fails or is refused changes
 nothing that is served: the last good content of that feed stays in every
 later build. Publishing is delegated to a callback, so the same pipeline
 serves embedded mode (swap in memory, write the state dir) and distributed
@@ -15,18 +17,17 @@ import dataclasses
 import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from blocklist.bootstrap import BOOTSTRAP_DATE, bootstrap_source, read_bootstrap
 from blocklist.errors import FeedError, FeedParseError, FeedRefused, FetchError
-from blocklist.feedparsers import ParsedFeed, parse_feed
-from blocklist.guard import check_feed
-from blocklist.history import FeedContent, content_of
-from blocklist.index import RangeIndex, compile_index
 from blocklist.settings import PRESETS, FeedSpec, Settings
-from blocklist.snapshot import FeedInfo, Version, checksum_of
+from blocklist.snapshot import FeedInfo, Version
 from blocklistupdater import metrics
+from blocklistupdater.buildjobs import BuildRequest, FeedBody, Guard, Identity, Summary, body_key
+from blocklistupdater.builds import Builder, ThreadBuilder
 from blocklistupdater.fetcher import Fetcher, Validators
 from blocklistupdater.statestore import StateStore, StoredFeed
 
@@ -48,10 +49,10 @@ class Outcome(enum.StrEnum):
 
 @dataclass(slots=True)
 class FeedStatus:
-    """A feed's last good content and the story of its recent syncs."""
+    """A feed's last good body and the story of its recent syncs."""
 
     spec: FeedSpec
-    parsed: ParsedFeed | None = None
+    body: FeedBody | None = None
     info: FeedInfo | None = None
     last_attempt: float | None = None
     last_success: float | None = None
@@ -79,7 +80,10 @@ class Updater:
     """Syncs configured feeds and publishes a new version when content changes.
 
     ``publish`` is awaited with each new version; ``store`` (embedded mode)
-    persists good feed bodies so a restart needs no network.
+    persists good feed bodies so a restart needs no network. ``builder``
+    parses and compiles (default: a thread of this process); with
+    ``history_dir`` it also records each version in that state directory's
+    history before it is published.
     """
 
     def __init__(
@@ -90,6 +94,8 @@ class Updater:
         *,
         store: StateStore | None = None,
         clock: Callable[[], float] = time.time,
+        builder: Builder | None = None,
+        history_dir: Path | None = None,
     ) -> None:
         self.settings = settings
         self.feeds = {spec.name: FeedStatus(spec) for spec in settings.feeds}
@@ -98,6 +104,8 @@ class Updater:
         self._publish = publish
         self._store = store
         self._clock = clock
+        self._builder: Builder = builder or ThreadBuilder()
+        self._history_dir = history_dir
         self._build_lock = asyncio.Lock()
         self._dirty = False
 
@@ -112,7 +120,7 @@ class Updater:
         :attr:`current` (or nothing is current yet). Needs no network.
         """
         for status in self.feeds.values():
-            await asyncio.to_thread(self._restore_feed, status)
+            await self._restore_feed(status)
         wanted = {name: s.info.sha256 for name, s in self.feeds.items() if s.info}
         current = self.current
         have = {f.name: f.sha256 for f in current.feeds} if current else None
@@ -126,35 +134,43 @@ class Updater:
             return await self._build_and_publish()
         return None
 
-    def _restore_feed(self, status: FeedStatus) -> None:
+    async def _restore_feed(self, status: FeedStatus) -> None:
         spec = status.spec
-        stored = self._store.load_feed(spec.name) if self._store else None
+        stored = await asyncio.to_thread(self._store.load_feed, spec.name) if self._store else None
         if stored and stored.source == spec.source:
             try:
-                parsed = parse_feed(stored.body, spec.format, max_size=self.settings.max_download_bytes)
+                body = await self._body(stored.body, spec, stored.sha256)
+                summary = await self._builder.parse(body, None)
             except FeedError as exc:
                 log.warning("stored feed unreadable", extra={"feed": spec.name, "error": str(exc)})
             else:
                 validators = Validators(stored.etag, stored.last_modified, stored.sha256)
-                self._accept(status, parsed, validators, stored.fetched_at)
+                self._accept(status, body, summary, validators, stored.fetched_at)
                 return
         if self.settings.bootstrap and spec.source == PRESETS["ipsum"][1]:
-            parsed = parse_feed(read_bootstrap(), spec.format, max_size=self.settings.max_download_bytes)
+            body = await self._body(await asyncio.to_thread(read_bootstrap), spec, None)
+            summary = await self._builder.parse(body, None)
             info = FeedInfo(
                 name=spec.name,
                 source=bootstrap_source(),
-                format=str(parsed.format),
-                entries=parsed.entries,
-                v4_entries=len(parsed.v4),
-                v6_entries=len(parsed.v6),
+                format=summary.format,
+                entries=summary.entries,
+                v4_entries=summary.v4_entries,
+                v6_entries=summary.v6_entries,
                 data_date=BOOTSTRAP_DATE,
                 bootstrap=True,
             )
-            status.parsed, status.info = parsed, info
+            status.body, status.info = body, info
             log.warning(
                 "serving the bundled feed snapshot until the first sync",
                 extra={"feed": spec.name, "data_date": BOOTSTRAP_DATE},
             )
+
+    async def _body(self, data: bytes, spec: FeedSpec, sha256: str | None) -> FeedBody:
+        """``data`` as a :class:`FeedBody` of ``spec``; its SHA-256 computed unless given."""
+        if sha256 is None:
+            sha256 = await asyncio.to_thread(body_key, data)
+        return FeedBody(data, sha256, spec.format, self.settings.max_download_bytes)
 
     async def sync_once(self) -> dict[str, Outcome]:
         """Sync every feed concurrently, then publish at most one new version."""
@@ -189,17 +205,15 @@ class Updater:
                 outcome = Outcome.NOT_MODIFIED
                 self._refresh_validators(status, result.validators)
             else:
-                parsed = await asyncio.to_thread(
-                    parse_feed, result.body, spec.format, max_size=self.settings.max_download_bytes
-                )
-                check_feed(
-                    parsed,
+                body = await self._body(result.body, spec, result.validators.sha256)
+                guard = Guard(
                     previous.entries if previous else None,
                     self.settings.shrink_threshold,
-                    broadest_v4=self.settings.broadest_prefix_v4,
-                    broadest_v6=self.settings.broadest_prefix_v6,
+                    self.settings.broadest_prefix_v4,
+                    self.settings.broadest_prefix_v6,
                 )
-                self._accept(status, parsed, result.validators, now)
+                summary = await self._builder.parse(body, guard)
+                self._accept(status, body, summary, result.validators, now)
                 if self._store:
                     try:
                         await asyncio.to_thread(self._save, status, result.body)
@@ -258,25 +272,25 @@ class Updater:
         status.info = dataclasses.replace(info, etag=validators.etag, last_modified=validators.last_modified)
 
     def _accept(
-        self, status: FeedStatus, parsed: ParsedFeed, validators: Validators, fetched_at: float
+        self, status: FeedStatus, body: FeedBody, summary: Summary, validators: Validators, fetched_at: float
     ) -> None:
         spec = status.spec
-        status.parsed = parsed
-        status.malformed_samples = list(parsed.malformed_samples)
+        status.body = body
+        status.malformed_samples = list(summary.malformed_samples)
         status.info = FeedInfo(
             name=spec.name,
             source=spec.source,
-            format=str(parsed.format),
-            entries=parsed.entries,
-            v4_entries=len(parsed.v4),
-            v6_entries=len(parsed.v6),
-            malformed=parsed.malformed,
+            format=summary.format,
+            entries=summary.entries,
+            v4_entries=summary.v4_entries,
+            v6_entries=summary.v6_entries,
+            malformed=summary.malformed,
             etag=validators.etag,
             last_modified=validators.last_modified,
             sha256=validators.sha256,
             fetched_at=fetched_at,
         )
-        metrics.FEED_ENTRIES.labels(spec.name).set(parsed.entries)
+        metrics.FEED_ENTRIES.labels(spec.name).set(summary.entries)
 
     def _save(self, status: FeedStatus, body: bytes) -> None:
         assert self._store is not None
@@ -308,23 +322,24 @@ class Updater:
             self._dirty = False
             # Take content and metadata together before the compile yields:
             # a feed accepted meanwhile goes into the next build, whole.
-            ready = {n: (s.parsed, s.info) for n, s in self.feeds.items() if s.parsed is not None and s.info}
+            ready = {n: (s.body, s.info) for n, s in self.feeds.items() if s.body is not None and s.info}
             if not ready:
                 return None
-            min_score = self.settings.min_score
-            index, contents = await asyncio.to_thread(_compile, ready, min_score)
             infos = tuple(info for _, info in ready.values())
-            number = self.current.number + 1 if self.current else _first_number(infos)
-            version = Version(
-                number=number,
+            request = BuildRequest(
+                feeds=ready,
+                min_score=self.settings.min_score,
+                number=self.current.number + 1 if self.current else _first_number(infos),
                 built_at=round(self._clock(), 3),  # whole ms, as history records it
-                feeds=infos,
-                index=index,
-                checksum=checksum_of(index),
-                min_score=min_score,
-                history=contents,
+                current=Identity.of(self.current) if self.current is not None else None,
+                history_dir=str(self._history_dir) if self._history_dir is not None else None,
             )
-            if self.current is not None and _same_content(self.current, version):
+            try:
+                version = await self._builder.build(request)
+            except BaseException:
+                self._dirty = True
+                raise
+            if version is None:
                 # E.g. a restarted worker re-downloading what is already live.
                 log.info("rebuilt content equals the live version; not published")
                 return self.current
@@ -341,31 +356,9 @@ class Updater:
             metrics.VERSION_PUBLISHED.set(number)
             log.info(
                 "version published",
-                extra={"version": number, "ranges": index.ranges, "feeds": list(ready)},
+                extra={"version": number, "ranges": version.index.ranges, "feeds": list(ready)},
             )
             return version
-
-
-def _compile(
-    ready: Mapping[str, tuple[ParsedFeed, FeedInfo]], min_score: int
-) -> tuple[RangeIndex, dict[str, FeedContent]]:
-    """The index of every ready feed, and what history records of each (one thread hop)."""
-    index = compile_index({n: (p.v4, p.v6) for n, (p, _) in ready.items()}, min_score=min_score)
-    contents = {
-        name: content_of(parsed, min_score=min_score, sha256=info.sha256, source=info.source)
-        for name, (parsed, info) in ready.items()
-    }
-    return index, contents
-
-
-def _same_content(a: Version, b: Version) -> bool:
-    """Same index, same build setting, same feed bytes: nothing new to publish."""
-    return (
-        a.checksum == b.checksum
-        and a.min_score == b.min_score
-        and {(f.name, f.sha256, f.bootstrap) for f in a.feeds}
-        == {(f.name, f.sha256, f.bootstrap) for f in b.feeds}
-    )
 
 
 def _first_number(infos: tuple[FeedInfo, ...]) -> int:

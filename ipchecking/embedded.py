@@ -1,5 +1,9 @@
 """Embedded mode: the API process also runs the updater, no other server.
 
+Parsing and compiling run in a child process (``BLOCKLIST_BUILD_PROCESS``,
+on by default): this process only sends feed bodies, receives the finished
+version and swaps it in, so a rebuild does not stall answers.
+
 Start-up answers from the state directory's last published version within
 milliseconds, before any network call; the updater then restores every
 feed's last good content (or the bundled snapshot) and syncs on schedule.
@@ -28,6 +32,7 @@ import httpx
 from blocklist.historysqlite import SqliteHistory
 from blocklist.settings import Settings
 from blocklist.snapshot import Version
+from blocklistupdater.builds import Builder, ProcessBuilder, ThreadBuilder
 from blocklistupdater.fetcher import Fetcher
 from blocklistupdater.historyrecorder import purge_sqlite, record_sqlite
 from blocklistupdater.scheduler import SyncScheduler
@@ -64,6 +69,7 @@ class EmbeddedRuntime:
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
         self.updater: Updater | None = None
+        self.builder: Builder = ProcessBuilder() if settings.build_process else ThreadBuilder()
         self.scheduler: SyncScheduler | None = None
         self._lock_fd: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -99,7 +105,15 @@ class EmbeddedRuntime:
             follow_redirects=True,
             max_redirects=5,
         )
-        self.updater = Updater(settings, Fetcher(settings, self._client), self._publish, store=self.store)
+        self.updater = Updater(
+            settings,
+            Fetcher(settings, self._client),
+            self._publish,
+            store=self.store,
+            builder=self.builder,
+            # The builder records history there itself (a thread builder leaves it to _publish).
+            history_dir=settings.state_dir,
+        )
         self._task = asyncio.create_task(self._run(), name="embedded-updater")
 
     async def stop(self) -> None:
@@ -112,6 +126,7 @@ class EmbeddedRuntime:
                 await self._task
         if self._client:
             await self._client.aclose()
+        await self.builder.aclose()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

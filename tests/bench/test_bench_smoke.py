@@ -42,24 +42,11 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert soak["wrong_answers"] == 0
     assert soak["outcomes"] == {"ok": soak["requests"]}
 
-
-@pytest.mark.timeout(300)
-def test_updating_benchmark_changes_versions_only_in_its_changing_runs(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick", "--only", "updating", "--out", str(tmp_path)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=280,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "== bench.updating: exit 0" in result.stdout
+    # The update benchmark changed versions only in its changing runs, and each got served.
     groups = json.loads((tmp_path / "updating.json").read_text())["groups"]
     assert len(groups) == 3, groups.keys()  # embedded, distributed ipsum, distributed 10k
     for group in groups.values():
         steady, changing = group["runs"]["steady"], group["runs"]["changing"]
-        # Nothing changed under the steady runs; every changing run made a version that got served.
         assert all(run["changes"] == 0 for run in steady), steady
         assert all(run["made"] >= 1 and run["settled"] for run in changing), changing
         assert all(run["non_2xx"] == 0 for run in steady + changing)
