@@ -168,7 +168,7 @@ def _with_mapped(v4: FamilyEntries, v6: FamilyEntries) -> FamilyEntries:
 
 
 def _compile_family(
-    family: int, per_feed: list[FamilyEntries], min_score: int, masks_code: str
+    family: int, per_feed: list[FamilyEntries], min_score: int, masks_code: str = "Q"
 ) -> FamilyIndex:
     if family == V4:
         swept = sweep_v4(per_feed, min_score, masks_code)

@@ -68,13 +68,13 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
         return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
     # blocklist.u128.find_u128, inlined: bounds are 64-bit halves.
     high, low, slot = value >> 64, value & LOW, value >> V6_SLOT_SHIFT
-    highs = served.v6_firsts.hi
+    highs = served.v6_first_hi
     i = bisect_right(highs, high, served.v6_slots[slot], served.v6_slots[slot + 1]) - 1
-    if i >= 0 and highs[i] == high and served.v6_firsts.lo[i] > low:
-        i = bisect_right(served.v6_firsts.lo, low, bisect_left(highs, high, 0, i), i) - 1
+    if i >= 0 and highs[i] == high and served.v6_first_lo[i] > low:
+        i = bisect_right(served.v6_first_lo, low, bisect_left(highs, high, 0, i), i) - 1
     if i >= 0:
-        last_high = served.v6_lasts.hi[i]
-        if last_high > high or (last_high == high and served.v6_lasts.lo[i] >= low):
+        last_high = served.v6_last_hi[i]
+        if last_high > high or (last_high == high and served.v6_last_lo[i] >= low):
             return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
 

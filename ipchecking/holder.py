@@ -36,8 +36,11 @@ class Served:
     v4_lasts: Sequence[int]
     #: ``v4_slots[b]``: how many IPv4 ranges start below ``b << 16``, for b in 0..65536.
     v4_slots: Sequence[int]
-    v6_firsts: U128Array
-    v6_lasts: U128Array
+    #: IPv6 bounds as 64-bit halves (``array('Q')``): starts' high and low, ends' high and low.
+    v6_first_hi: Sequence[int]
+    v6_first_lo: Sequence[int]
+    v6_last_hi: Sequence[int]
+    v6_last_lo: Sequence[int]
     #: As ``v4_slots``, by the top 16 bits of an IPv6 address.
     v6_slots: Sequence[int]
     blocked_headers: list[tuple[bytes, bytes]]
@@ -60,8 +63,10 @@ class Served:
             index.v4.firsts,
             index.v4.lasts,
             index.v4.slots,
-            v6_firsts,
-            v6_lasts,
+            v6_firsts.hi,
+            v6_firsts.lo,
+            v6_lasts.hi,
+            v6_lasts.lo,
             index.v6.slots,
             headers(BLOCKED_BODY),
             headers(ALLOWED_BODY),
