@@ -33,6 +33,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "soak": (["--duration", "240", "--interval", "2", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "history": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "compile": (["--rounds", "3", "--json", "{json}"], ["--quick", "--json", "{json}"]),
+    "ipv6": (["--rounds", "7", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "control": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "updating": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
 }

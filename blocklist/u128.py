@@ -18,6 +18,8 @@ from typing import overload
 LOW = (1 << 64) - 1
 #: IPv6 searches are narrowed to the ranges starting in the address's /16.
 V6_SLOT_SHIFT = 112
+#: The same slot from the high half alone.
+V6_SLOT_LOW_SHIFT = V6_SLOT_SHIFT - 64
 
 
 class U128Array(Sequence[int]):

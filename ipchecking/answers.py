@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from blocklist.addresses import V4, parse_address
 from blocklist.errors import BackendUnavailable, InvalidAddress
-from blocklist.u128 import LOW, V6_SLOT_SHIFT
+from blocklist.u128 import LOW, V6_SLOT_LOW_SHIFT
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, SLOT_SHIFT, VersionHolder
 
 if TYPE_CHECKING:
@@ -66,15 +66,22 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
         if i >= 0 and value <= served.v4_lasts[i]:
             return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
         return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
-    # blocklist.u128.find_u128, inlined: bounds are 64-bit halves.
-    high, low, slot = value >> 64, value & LOW, value >> V6_SLOT_SHIFT
+    small = served.v6_small
+    if small is not None:
+        i = bisect_right(small[0], value) - 1
+        if i >= 0 and value <= small[1][i]:
+            return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
+        return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
+    # blocklist.u128.find_u128, inlined: bounds are 64-bit halves (low ones read only on a tie).
+    high = value >> 64
     highs = served.v6_first_hi
+    slot = high >> V6_SLOT_LOW_SHIFT
     i = bisect_right(highs, high, served.v6_slots[slot], served.v6_slots[slot + 1]) - 1
-    if i >= 0 and highs[i] == high and served.v6_first_lo[i] > low:
-        i = bisect_right(served.v6_first_lo, low, bisect_left(highs, high, 0, i), i) - 1
+    if i >= 0 and highs[i] == high and served.v6_first_lo[i] > value & LOW:
+        i = bisect_right(served.v6_first_lo, value & LOW, bisect_left(highs, high, 0, i), i) - 1
     if i >= 0:
         last_high = served.v6_last_hi[i]
-        if last_high > high or (last_high == high and served.v6_last_lo[i] >= low):
+        if last_high > high or (last_high == high and served.v6_last_lo[i] >= value & LOW):
             return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
 

@@ -23,6 +23,8 @@ JSON_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"content-type", b"application/json"),
     (b"x-content-type-options", b"nosniff"),
 )
+#: Up to this many IPv6 ranges, the hot path searches Python ints (see ``Served.v6_small``).
+SMALL_V6 = 4096
 BLOCKED_BODY = b'{"blocked": true}'
 ALLOWED_BODY = b'{"blocked": false}'
 
@@ -43,6 +45,9 @@ class Served:
     v6_last_lo: Sequence[int]
     #: As ``v4_slots``, by the top 16 bits of an IPv6 address.
     v6_slots: Sequence[int]
+    #: Up to :data:`SMALL_V6` IPv6 ranges, also their bounds as Python ints (at
+    #: most ~0.4 MiB): one plain bisect is then faster than the halves' steps.
+    v6_small: tuple[list[int], list[int]] | None
     blocked_headers: list[tuple[bytes, bytes]]
     allowed_headers: list[tuple[bytes, bytes]]
 
@@ -68,6 +73,7 @@ class Served:
             v6_lasts.hi,
             v6_lasts.lo,
             index.v6.slots,
+            (list(v6_firsts), list(v6_lasts)) if len(v6_firsts) <= SMALL_V6 else None,
             headers(BLOCKED_BODY),
             headers(ALLOWED_BODY),
         )

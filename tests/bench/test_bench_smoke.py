@@ -27,7 +27,7 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in (
         "layers", "http_throughput", "distributed", "startup_memory", "scale", "soak", "history", "control",
-        "compile", "updating",
+        "compile", "updating", "ipv6",
     ):  # fmt: skip
         assert f"== bench.{name}: exit 0" in result.stdout
     throughput = json.loads((tmp_path / "http_throughput.json").read_text())

@@ -12,6 +12,7 @@ from blocklist.addresses import V4_MAX, format_address
 from blocklist.feedparsers import FamilyEntries
 from blocklist.index import compile_index
 from blocklist.snapshot import Version, checksum_of
+from ipchecking import holder as holder_module
 from ipchecking.answers import check_ip
 from ipchecking.holder import BLOCKED_BODY, VersionHolder, v4_slots
 
@@ -95,15 +96,27 @@ v6_range = st.tuples(
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(v6_range, max_size=30), st.lists(st.integers(0, V6_MAX), max_size=20))
-def test_ipv6_answers_match_brute_force(ranges: list[tuple[int, int]], extra: list[int]) -> None:
+@given(
+    st.lists(v6_range, max_size=30),
+    st.lists(st.integers(0, V6_MAX), max_size=20),
+    st.sampled_from([holder_module.SMALL_V6, 0]),
+)
+def test_ipv6_answers_match_brute_force(ranges: list[tuple[int, int]], extra: list[int], small: int) -> None:
+    """Both IPv6 layouts of the hot path: Python ints (small lists) and 64-bit halves."""
     entries = FamilyEntries()
     spans = [(first, min(first + length, V6_MAX)) for first, length in ranges]
     for first, last in spans:
         entries.append(first, last, 1)
     index = compile_index({"f": (FamilyEntries(), entries)})
     holder = VersionHolder()
-    holder.swap(Version(1, 1.0, (), index, checksum_of(index)))
+    default, holder_module.SMALL_V6 = holder_module.SMALL_V6, small
+    try:
+        holder.swap(Version(1, 1.0, (), index, checksum_of(index)))
+    finally:
+        holder_module.SMALL_V6 = default
+    served = holder.served
+    assert served is not None
+    assert (served.v6_small is None) == (small == 0 and len(index.v6) > 0)
     probes = set(extra)
     for first, last in spans:
         probes.update({first - 1, first, first + 1, last - 1, last, last + 1})
