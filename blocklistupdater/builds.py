@@ -18,8 +18,10 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing.connection import Connection
 from typing import Protocol, TypeVar
 
 from blocklist.snapshot import Version, decode_version
@@ -87,14 +89,21 @@ class ProcessBuilder:
 
     def __init__(self) -> None:
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lifeline: tuple[Connection, Connection] | None = None
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context("forkserver")
             # Workers fork from a server that has imported the build code once.
             context.set_forkserver_preload(["blocklistupdater.buildjobs"])
+            # Only this process holds the sending end: the child sees EOF and
+            # exits when this process dies, even by SIGKILL (a pool worker
+            # otherwise waits for work forever).
+            # (The receiving end is kept too: a worker starts, with a copy, on first use.)
+            watched, held = context.Pipe(duplex=False)
+            self._lifeline = watched, held
             self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_lower_priority
+                max_workers=1, mp_context=context, initializer=_start_child, initargs=(watched,)
             )
         return self._pool
 
@@ -129,6 +138,12 @@ class ProcessBuilder:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+        self._cut_lifeline()
+
+    def _cut_lifeline(self) -> None:
+        lifeline, self._lifeline = self._lifeline, None
+        for end in lifeline or ():
+            end.close()
 
     async def aclose(self) -> None:
         """Stop the child process (a build in progress is abandoned)."""
@@ -137,6 +152,7 @@ class ProcessBuilder:
             return
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
+        self._cut_lifeline()
         for process in processes:
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 process.terminate()
@@ -149,6 +165,14 @@ def _join(processes: list[multiprocessing.process.BaseProcess]) -> None:
             process.join(timeout=5)
 
 
-def _lower_priority() -> None:
+def _start_child(watched: Connection) -> None:
+    """Initialise the build process: lower its priority, exit when the serving process is gone."""
     with contextlib.suppress(OSError):
         os.nice(BUILD_NICENESS)
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            watched.recv_bytes()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

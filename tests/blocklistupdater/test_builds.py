@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ from blocklistupdater.builds import ProcessBuilder, ThreadBuilder
 from tests.blocklistupdater.support import SMALL_IPSUM_BYTES, ipsum_text, run
 
 MAX = 1 << 30
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def body_of(data: bytes, fmt: FeedFormat = FeedFormat.IPSUM) -> FeedBody:
@@ -135,3 +139,42 @@ def test_a_child_that_dies_is_replaced_and_the_build_still_happens() -> None:
             await builder.aclose()
 
     run(go())
+
+
+CHILD_PID_SCRIPT = """
+import asyncio, os, sys, time
+from blocklistupdater.builds import ProcessBuilder
+
+async def main():
+    builder = ProcessBuilder()
+    print(await builder._run(os.getpid), flush=True)
+    time.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_the_child_exits_when_the_serving_process_is_killed() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_PID_SCRIPT], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        child = int(proc.stdout.readline())
+        os.kill(child, 0)  # alive while its parent is
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"build process {child} outlived the killed serving process")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
