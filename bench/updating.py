@@ -31,11 +31,15 @@ and the ratios changing/steady (target: p99 and max <= 1.3).
    while ``changing`` is measured, and nothing while ``steady`` is. One
    replica measured with the publisher on and off, not two replicas: the
    comparison is then the same process on the same data, and nothing
-   publishes during the steady runs either way.
+   publishes during the steady runs either way. The publisher and
+   ``redis-server`` run at the lowest CPU priority: they stand for an
+   updater and a Redis on other machines, so on a two-core machine the
+   changing runs measure what loading versions costs the replica, not four
+   processes sharing two cores.
 
 The served version is followed during every run (``X-Blocklist-Version`` of a
 probe request every 50 ms): the steady runs must never see it change, the
-changing runs must see it advance at least ``--min-changes`` times (2;
+changing runs must see it advance at least ``--min-changes`` times (1;
 ``--quick``: 0, since a 1 s run is shorter than an embedded build under
 load), and every changing run must make a version (a new body fetched, a
 publish) that is served after it: the next run waits until then, so a build
@@ -512,6 +516,11 @@ def start_all(
             }
             managers.append(api_process(tmp, f"embedded-{kind}", settings))
     redis = {size: stack.enter_context(redis_server(tmp / f"redis-{size}")) for size in sizes}
+    for server in redis.values():
+        # Stands for a Redis on another machine, as the publisher does for the updater:
+        # lowest priority, so the changing runs measure the replica, not two cores shared four ways.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, server.proc.pid, 19)
     for size in sizes:
         url = redis[size].url
         managers.append(publisher_process(tmp, url, size, args.interval, args.seed, args.drop_share))
@@ -652,7 +661,7 @@ def main() -> None:
         "--sizes", default="ipsum,1m", help="distributed version sizes: ipsum and/or " + ",".join(SIZES)
     )
     parser.add_argument("--drop-share", type=float, default=0.01, help="ipsum lines dropped per variant")
-    parser.add_argument("--min-changes", type=int, default=2, help="fewest changes a changing run must see")
+    parser.add_argument("--min-changes", type=int, default=1, help="fewest changes a changing run must see")
     parser.add_argument("--target", type=float, default=1.3, help="changing/steady bound of p99 and max")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
