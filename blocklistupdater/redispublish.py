@@ -4,7 +4,8 @@ A publish runs under the publish lock (token + TTL, released only by its
 holder: redis-py's ``Lock``) and has three steps:
 
 1. write everything of the new version under temporary keys that carry a
-   TTL, the sorted sets as ZADD commands packed in bulk and pipelined on one
+   TTL, the sorted sets as ZADD commands packed in bulk (IPv4 with numpy),
+   each packed while the previous ones are sent, pipelined on one
    connection (a crash here leaves the live version intact and the
    temporary keys expire);
 2. swap them in with ``RENAME`` (and ``PERSIST``, since RENAME keeps the
@@ -21,9 +22,12 @@ import dataclasses
 import json
 import logging
 import secrets
-from collections.abc import Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
 
+import numpy as np
+from numpy.typing import NDArray
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
 from redis.exceptions import LockError, RedisError, ResponseError
@@ -31,6 +35,7 @@ from redis.typing import EncodableT, FieldT
 
 from blocklist import rediskeys as keys
 from blocklist.errors import BlocklistError
+from blocklist.index import FamilyIndex
 from blocklist.snapshot import Version, encode_version
 from blocklistupdater.redishistory import APPLY_LUA, prepare_publish, publish_state
 from blocklistupdater.resp import BATCH, pack_command, send_packed
@@ -38,17 +43,107 @@ from blocklistupdater.resp import BATCH, pack_command, send_packed
 log = logging.getLogger(__name__)
 
 _MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
+#: One IPv4 member's RESP (score and member, 31 bytes) as a record: the fixed
+#: head (``$1 0 $17``), the first bound's 8 hex digits, ``-``, the last's, CRLF.
+_V4_MEMBER = np.dtype(
+    {
+        "names": ["head", "first", "dash", "last", "end"],
+        "formats": ["S12", "S8", "S1", "S8", "S2"],
+        "offsets": [0, 12, 20, 21, 29],
+        "itemsize": 31,
+    }
+)
+_V4_TEMPLATE = np.frombuffer(_MEMBER_FORMATS[4] % (0, 0), dtype=_V4_MEMBER)[0]
+#: The two hex digits of each byte value, as one 2-byte item.
+_HEX = np.frombuffer(b"".join(b"%02x" % byte for byte in range(256)), dtype=np.uint16)
+
+#: Range bounds: any ints; for IPv4 also a uint32 numpy array (``array("I")`` is read without a copy).
+Bounds = Sequence[int] | NDArray[np.uint32]
 
 
-def zadd_command(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence[int]) -> bytes:
+def format_members(family: int, firsts: Iterable[int], lasts: Iterable[int]) -> bytes:
+    """The members' RESP (``0 <first>-<last>`` each) formatted range by range; any ints."""
+    member = _MEMBER_FORMATS[family]
+    return b"".join([member % pair for pair in zip(firsts, lasts, strict=True)])
+
+
+def v4_members(firsts: Bounds, lasts: Bounds) -> bytes:
+    """:func:`format_members` of IPv4 ranges, vectorised: the same bytes, no per-range Python.
+
+    Each bound's big-endian bytes index a table of two hex digits; the
+    digits are written into a fixed-width record per range. Cost: about
+    40 ns per range, against 0.4 us formatted one by one.
+    """
+    first, last = _u32(firsts), _u32(lasts)
+    if len(first) != len(last):
+        raise ValueError("firsts and lasts differ in length")
+    rows = np.empty(len(first), dtype=_V4_MEMBER)
+    for name in ("head", "dash", "end"):
+        rows[name] = _V4_TEMPLATE[name]
+    rows["first"] = _hex8(first)
+    rows["last"] = _hex8(last)
+    return rows.tobytes()
+
+
+def _hex8(bounds: NDArray[np.uint32]) -> NDArray[np.bytes_]:
+    """Each bound as 8 lowercase hex digits (``S8``), most significant first."""
+    return _HEX[bounds.astype(">u4").view(np.uint8)].view("S8").reshape(-1)
+
+
+def _u32(bounds: Bounds) -> NDArray[np.uint32]:
+    """``bounds`` as a uint32 numpy array, without a copy for ``array('I')`` and numpy arrays."""
+    if isinstance(bounds, np.ndarray):
+        if bounds.dtype != np.uint32:
+            raise TypeError(f"IPv4 bounds must be uint32, not {bounds.dtype}")
+        return bounds
+    if isinstance(bounds, array) and bounds.typecode == "I" and bounds.itemsize == 4:
+        return np.frombuffer(bounds, dtype=np.uint32)
+    return np.asarray(bounds, dtype=np.uint32)
+
+
+def zadd_command(key: bytes, family: int, firsts: Bounds, lasts: Bounds) -> bytes:
     """``ZADD key 0 <member> 0 <member> ...`` of ranges, members as :func:`rediskeys.encode_range`.
 
-    Packed directly as RESP: the members are fixed-width, so one format per
-    family does it. Cost: about 0.3 us per range.
+    Packed directly as RESP: the members are fixed-width, so IPv4's are
+    built with numpy (:func:`v4_members`) and IPv6's with one format per
+    range (about 1 us each; the bounds are only iterated).
     """
-    member = _MEMBER_FORMATS[family]
     head = b"*%d\r\n$4\r\nZADD\r\n$%d\r\n%s\r\n" % (2 + 2 * len(firsts), len(key), key)
-    return head + b"".join([member % pair for pair in zip(firsts, lasts, strict=True)])
+    if family == 4:
+        return head + v4_members(firsts, lasts)
+    return head + format_members(family, firsts, lasts)
+
+
+def range_commands(key: bytes, family: int, firsts: Sequence[int], lasts: Sequence[int]) -> Iterator[bytes]:
+    """The ZADD commands writing a family's ranges to ``key``, :data:`BATCH` ranges each.
+
+    A generator: each command is packed when asked for, so a caller sending
+    them packs the next while the last is on the wire.
+    """
+    if family == 4:
+        # Views of the index's arrays: no copy per batch.
+        first4, last4 = _u32(firsts), _u32(lasts)
+        for start in range(0, len(first4), BATCH):
+            stop = start + BATCH
+            yield zadd_command(key, 4, first4[start:stop], last4[start:stop])
+        return
+    for start in range(0, len(firsts), BATCH):
+        stop = min(start + BATCH, len(firsts))
+        yield zadd_command(key, family, firsts[start:stop], lasts[start:stop])
+
+
+def meta_fields(version: Version) -> dict[FieldT, EncodableT]:
+    """The meta hash of ``version``: its number, counts, checksum and feeds."""
+    return {
+        "number": version.number,
+        "built_at": version.built_at,
+        "checksum": version.checksum,
+        "ranges": version.index.ranges,
+        "ranges_v4": len(version.index.v4),
+        "ranges_v6": len(version.index.v6),
+        "bootstrap": int(version.bootstrap),
+        "feeds": json.dumps([asdict(f) for f in version.feeds]),
+    }
 
 
 # KEYS: (temp, live) pairs, then live keys to delete, then META, HISTORY,
@@ -191,35 +286,26 @@ class RedisPublisher:
         pipe = self._client.pipeline(transaction=False)
         pipe.set(keys.temp_key(token, "snapshot"), data, ex=ttl)
         pipe.set(keys.temp_key(token, "history"), data, ex=ttl)
-        meta: dict[FieldT, EncodableT] = {
-            "number": version.number,
-            "built_at": version.built_at,
-            "checksum": version.checksum,
-            "ranges": version.index.ranges,
-            "ranges_v4": len(version.index.v4),
-            "ranges_v6": len(version.index.v6),
-            "bootstrap": int(version.bootstrap),
-            "feeds": json.dumps([asdict(f) for f in version.feeds]),
-        }
-        pipe.hset(keys.temp_key(token, "meta"), mapping=meta)
+        pipe.hset(keys.temp_key(token, "meta"), mapping=meta_fields(version))
         pipe.expire(keys.temp_key(token, "meta"), ttl)
         await pipe.execute()
         written = {"snapshot", "history", "meta"}
-        commands: list[bytes] = []
-        for family, fam in ((4, version.index.v4), (6, version.index.v6)):
-            if not len(fam):
-                continue
-            name = f"ranges:{family}"
-            key = keys.temp_key(token, name).encode()
-            for start in range(0, len(fam), BATCH):
-                stop = min(start + BATCH, len(fam))
-                commands.append(zadd_command(key, family, fam.firsts[start:stop], fam.lasts[start:stop]))
-                if start == 0:
-                    # The TTL from the first batch on: a crash mid-write leaves nothing behind.
-                    commands.append(pack_command(b"EXPIRE", key, str(ttl).encode()))
-            written.add(name)
-        await send_packed(self._client, commands)
+        both = ((4, version.index.v4), (6, version.index.v6))
+        families = [(family, fam) for family, fam in both if len(fam)]
+        written.update(f"ranges:{family}" for family, _ in families)
+        await send_packed(self._client, self._range_commands(token, families))
         return written
+
+    def _range_commands(self, token: str, families: list[tuple[int, FamilyIndex]]) -> Iterator[bytes]:
+        """The ZADDs of the temporary range keys, each packed when the previous is sent."""
+        expire = str(self._temp_ttl).encode()
+        for family, fam in families:
+            key = keys.temp_key(token, f"ranges:{family}").encode()
+            for i, command in enumerate(range_commands(key, family, fam.firsts, fam.lasts)):
+                yield command
+                if i == 0:
+                    # The TTL from the first batch on: a crash mid-write leaves nothing behind.
+                    yield pack_command(b"EXPIRE", key, expire)
 
     async def _swap(
         self,

@@ -8,6 +8,7 @@ about 0.3 us per argument, and sent with :func:`send_packed`.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 from redis.asyncio import Redis
@@ -41,13 +42,17 @@ def pack_batches(command: bytes, key: bytes, items: Iterable[bytes], per_item: i
     return out
 
 
-async def send_packed(client: Redis, commands: list[bytes]) -> None:
+async def send_packed(client: Redis, commands: Iterable[bytes]) -> None:
     """Send pre-packed commands back to back on one connection; then read every reply.
 
-    A connection that fails midway is dropped, not returned to the pool
-    half-read. Raises ``ResponseError`` on an error reply.
+    ``commands`` may be a generator: each command is then packed while the
+    previous ones are on the wire and being applied by Redis. A connection
+    that fails midway is dropped, not returned to the pool half-read.
+    Raises ``ResponseError`` on an error reply.
     """
-    if not commands:
+    pending = iter(commands)
+    first = next(pending, None)
+    if first is None:
         return
     pool = client.connection_pool
     connection = await pool.get_connection()  # type: ignore[no-untyped-call]
@@ -55,9 +60,11 @@ async def send_packed(client: Redis, commands: list[bytes]) -> None:
         # One write per command, each under the socket timeout: a single
         # write of a ten-million-range version would take longer than it.
         # Replies (a few bytes each) are read after the last command.
-        for command in commands:
+        sent = 0
+        for command in itertools.chain((first,), pending):
             await connection.send_packed_command(command)
-        for _ in commands:
+            sent += 1
+        for _ in range(sent):
             await connection.read_response()
     except BaseException:
         await connection.disconnect()

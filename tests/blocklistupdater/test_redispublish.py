@@ -6,10 +6,13 @@ import asyncio
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from array import array
+from collections.abc import Awaitable, Callable, Iterator
 
 import fakeredis
+import numpy as np
 import pytest
+from redis.exceptions import ResponseError
 
 from blocklist import rediskeys as keys
 from blocklist.addresses import V4, V6, parse_network
@@ -17,7 +20,17 @@ from blocklist.feedparsers import FamilyEntries
 from blocklist.history import FeedContent, FeedRow, feed_members, key_network
 from blocklist.historyredis import RedisHistoryReader
 from blocklist.snapshot import Version, decode_version
-from blocklistupdater.redispublish import PublishError, RedisPublisher, zadd_command
+from blocklist.u128 import U128Array
+from blocklistupdater import redispublish
+from blocklistupdater.redispublish import (
+    PublishError,
+    RedisPublisher,
+    format_members,
+    range_commands,
+    v4_members,
+    zadd_command,
+)
+from blocklistupdater.resp import pack_command, send_packed
 from tests.versions import make_version
 
 
@@ -225,6 +238,88 @@ def test_packed_zadd_members_are_the_encoded_ranges() -> None:
             args += [b"0", keys.encode_range(family, first, last).encode()]
         want = b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
         assert zadd_command(b"k", family, firsts, lasts) == want
+
+
+def test_vectorised_ipv4_members_equal_the_per_range_format() -> None:
+    """numpy's packing is byte for byte the ``%08x-%08x`` format, from any kind of bounds."""
+    rng = random.Random(11)
+    edges = [0, 1, 0xFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFE, 0xFFFFFFFF]
+    firsts = edges + edges[::-1] + [rng.getrandbits(32) for _ in range(5000)]
+    lasts = edges[::-1] + edges + [rng.getrandbits(32) for _ in range(5000)]
+    want = format_members(4, firsts, lasts)
+    assert want.startswith(b"$1\r\n0\r\n$17\r\n00000000-ffffffff\r\n$1\r\n0\r\n$17\r\n00000001-fffffffe\r\n")
+    bounds = (array("I", firsts), array("I", lasts))
+    assert v4_members(*bounds) == want
+    assert v4_members(firsts, lasts) == want
+    assert v4_members(np.array(firsts, dtype=np.uint32), np.array(lasts, dtype=np.uint32)) == want
+    assert v4_members(array("I"), array("I")) == b""
+    assert zadd_command(b"k", 4, *bounds) == zadd_command(b"k", 4, firsts, lasts)
+    with pytest.raises(ValueError, match="length"):
+        v4_members([1, 2], [3])
+    with pytest.raises(OverflowError):
+        v4_members([1 << 32], [1 << 32])
+    with pytest.raises(TypeError, match="uint32"):
+        v4_members(np.array([1], dtype=np.int64), np.array([1], dtype=np.int64))
+
+
+def test_range_commands_batch_like_the_per_range_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redispublish, "BATCH", 7)
+    rng = random.Random(5)
+    firsts = sorted(rng.sample(range((1 << 32) - 2), 50))
+    v4 = (array("I", firsts), array("I", [f + rng.randrange(3) for f in firsts]))
+    v6 = (U128Array.of([f << 96 for f in firsts]), U128Array.of([(f << 96) | 0xFFFF for f in firsts]))
+    for family, (first, last) in ((4, v4), (6, v6)):
+        commands = list(range_commands(b"k", family, first, last))
+        assert len(commands) == 8  # 7 batches of 7, then 1
+        member = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}[family]
+        for i, command in enumerate(commands):
+            pairs = list(zip(first, last, strict=True))[7 * i : 7 * i + 7]
+            head = b"*%d\r\n$4\r\nZADD\r\n$1\r\nk\r\n" % (2 + 2 * len(pairs))
+            assert command == head + b"".join(member % pair for pair in pairs)
+
+
+def test_a_version_published_in_many_batches_holds_every_member(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches are packed while earlier ones are sent: the sets still hold every range, no TTL."""
+    monkeypatch.setattr(redispublish, "BATCH", 64)
+    rng = random.Random(9)
+    networks = {
+        f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{2 * rng.randrange(128)}.0/24" for _ in range(700)
+    }
+    entries = sorted(networks) + [f"2001:db8:{2 * i:x}::/48" for i in range(150)]
+    version = make_version(1, *entries)
+
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        await RedisPublisher(client).publish(version)
+        for family, fam in ((V4, version.index.v4), (V6, version.index.v6)):
+            want = [
+                keys.encode_range(family, f, la).encode() for f, la in zip(fam.firsts, fam.lasts, strict=True)
+            ]
+            assert len(want) > 2 * 64
+            assert await client.zrange(keys.ranges_key(family), 0, -1) == want
+            assert await client.ttl(keys.ranges_key(family)) == -1
+
+    with_redis(test)
+
+
+def test_send_packed_takes_a_generator_and_reads_every_reply() -> None:
+    async def test(client: fakeredis.FakeAsyncRedis) -> None:
+        packed: list[int] = []
+
+        def commands() -> Iterator[bytes]:
+            for i in range(5):
+                packed.append(i)
+                yield pack_command(b"SET", b"k%d" % i, b"%d" % i)
+
+        await send_packed(client, commands())
+        assert packed == [0, 1, 2, 3, 4]
+        assert await client.mget([f"k{i}" for i in range(5)]) == [b"0", b"1", b"2", b"3", b"4"]
+        await send_packed(client, iter([]))  # nothing to send: no connection taken
+        with pytest.raises(ResponseError):
+            await send_packed(
+                client, iter([pack_command(b"INCR", b"k0"), pack_command(b"HSET", b"k1", b"f")])
+            )
+
+    with_redis(test)
 
 
 def with_history(number: int, *entries: str) -> Version:
