@@ -11,11 +11,20 @@ for a real feed. Sizes are built one at a time; only the decoded indexes
 
 1. ``compile_index`` seconds;
 2. ``RedisPublisher.publish()`` seconds into a flushed ``redis-server``
-   started here (free port, temp dir), and ``INFO used_memory`` delta per
-   range, split by ``MEMORY USAGE ... SAMPLES 0`` into the snapshot string
-   (its history copy is counted in the total) and the two sorted sets; for
-   comparison the naive design, a Redis SET of as many distinct IPv4
-   address strings (SADD), bytes per member;
+   started here (free port, temp dir), alternated over ``--pipe-rounds``
+   with ``redis-cli --pipe`` of the same keys into the flushed server
+   (:mod:`bench.pipe`: the snapshot and its history copy, meta, history and
+   both sorted sets, packed by the publisher's own functions); both end
+   states are read back and must be equal. Medians and publish/pipe
+   (target <= 2x). Then ``INFO used_memory`` delta per range, split by
+   ``MEMORY USAGE ... SAMPLES 0`` into the snapshot string (its history
+   copy is counted in the total) and the two sorted sets; for comparison
+   the naive design, a Redis SET of as many distinct IPv4 address strings
+   (SADD), bytes per member; and leaner IPv4 encodings of the same ranges
+   in a scratch ``redis-server`` (sorted sets of :data:`LEAN_BUCKET`
+   members, listpacks, under a directory sorted set; one string of packed
+   u32 pairs searched in Lua) against the sorted set as published: bytes
+   per range, ``--pipe`` load seconds and lookup p50 on one connection;
 3. a real API replica (``python -m ipchecking``, distributed mode, local
    lookups) against that Redis: seconds from process start to ``/readyz``
    200 (cold start) and RSS once ready, minus a baseline replica of the
@@ -36,6 +45,7 @@ start <= 2 s at 1M ranges, p50(10M)/p50(100k) <= 1.3.
     .venv/bin/python -m bench.scale --json /tmp/scale.json   # all sizes; 10M takes minutes
     .venv/bin/python -m bench.scale --sizes 100k,1m --rounds 3
     .venv/bin/python -m bench.scale --quick   # smoke: 10k,100k, fewer lookups, well under a minute
+    .venv/bin/python -m bench.scale --sizes 10m --pipe-rounds 5  # the publish/pipe ratio at 10M
 
 Needs ``redis-server``; about 6 GB of memory at 10M (compile and Redis).
 """
@@ -62,17 +72,20 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import httpx
+import numpy as np
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
+from bench import pipe as bench_pipe
 from bench.startup_memory import rss_mib
 from blocklist import rediskeys as keys
 from blocklist.addresses import V4, V6
 from blocklist.feedparsers import FamilyEntries
-from blocklist.index import RangeIndex, compile_index
+from blocklist.index import FamilyIndex, RangeIndex, compile_index
 from blocklist.settings import Settings
 from blocklist.snapshot import FeedInfo, Version, checksum_of, decode_version, encode_version
-from blocklistupdater.redispublish import RedisPublisher
+from blocklistupdater.redispublish import RedisPublisher, range_commands, zadd_command
+from blocklistupdater.resp import BATCH, pack_command
 from ipchecking.answers import check_ip
 from ipchecking.holder import VersionHolder
 from tests.apiprocess import server
@@ -91,6 +104,40 @@ GLOBAL6 = 0x2 << 125
 NAIVE_KEY = "bench:naive:set"
 NAIVE_BATCH = 10_000
 LOOKUP_BATCH = 100
+#: Seconds the admin clients wait for a reply (FLUSHALL, GET of a 10M-range snapshot).
+ADMIN_TIMEOUT = 300
+#: Leaner IPv4 encodings loaded into a scratch Redis for the estimate: ranges
+#: per small sorted set (Redis's default ``zset-max-listpack-entries``, so each
+#: stays a listpack), and lookups timed per encoding.
+LEAN_BUCKET = 128
+LEAN_LOOKUPS = 2000
+LEAN_DIR, LEAN_BUCKETS, LEAN_PACKED = b"bench:lean:dir4", b"bench:lean:z4:", b"bench:lean:packed4"
+#: Bucketed: the greatest bucket (named by its first member) not after the
+#: bound, then the greatest member in it; one round trip, as live lookups.
+LEAN_BUCKET_LOOKUP = """
+local b = redis.call('ZRANGE', KEYS[1], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', 0, 1)
+if #b == 0 then return false end
+local m = redis.call('ZRANGE', KEYS[2] .. b[1], ARGV[1], '-', 'BYLEX', 'REV', 'LIMIT', 0, 1)
+return m[1] or false
+"""
+#: Packed: one string of (first, last) as big-endian u32 pairs in address
+#: order, binary-searched with GETRANGE inside the script.
+LEAN_PACKED_LOOKUP = """
+local key, v = KEYS[1], tonumber(ARGV[1])
+local lo, hi, found = 0, redis.call('STRLEN', key) / 8 - 1, -1
+while lo <= hi do
+  local mid = math.floor((lo + hi) / 2)
+  if struct.unpack('>I4', redis.call('GETRANGE', key, mid * 8, mid * 8 + 3)) <= v then
+    found, lo = mid, mid + 1
+  else
+    hi = mid - 1
+  end
+end
+if found < 0 then return false end
+local first, last = struct.unpack('>I4>I4', redis.call('GETRANGE', key, found * 8, found * 8 + 7))
+if v <= last then return string.format('%08x-%08x', first, last) end
+return false
+"""
 #: Version keys the publisher writes, besides the history copy.
 MEMORY_KEYS = {"snapshot": keys.SNAPSHOT, "meta": keys.META, "zset4": keys.ranges_key(4)}
 
@@ -238,8 +285,12 @@ class RedisBench:
     def __init__(self, stack: ExitStack, tmp: Path) -> None:
         self.server = stack.enter_context(redis_server(tmp / "redis"))
         self.baseline = stack.enter_context(redis_server(tmp / "redis-baseline"))
+        self.scratch = stack.enter_context(redis_server(tmp / "redis-scratch"))
+        self.scratch_admin = redis.Redis.from_url(self.scratch.url, socket_timeout=ADMIN_TIMEOUT)
+        stack.callback(self.scratch_admin.close)
         self.runner = stack.enter_context(asyncio.Runner())
-        self.admin = redis.Redis.from_url(self.server.url)
+        # A synchronous FLUSHALL of 10M ranges takes longer than redis-py's default 5 s timeout.
+        self.admin = redis.Redis.from_url(self.server.url, socket_timeout=ADMIN_TIMEOUT)
         stack.callback(self.admin.close)
         self.writer = AsyncRedis.from_url(self.server.url)
         stack.callback(lambda: self.runner.run(self.writer.aclose()))
@@ -269,13 +320,29 @@ class RedisBench:
         usage = self.admin.memory_usage(key, samples=0)
         return int(usage) if usage is not None else 0
 
+    def timed_publish(self, version: Version) -> tuple[Version, float]:
+        """``publish(version)``; (published version, seconds).
+
+        Timed inside the coroutine, and the version is not its result: on
+        CPython 3.11, ``Runner.run`` formats the repr of its task's result
+        when it restores the SIGINT handler, and a version's repr lists every
+        bound (about 1 s at 1M ranges).
+        """
+        out: list[Version] = []
+
+        async def publish() -> float:
+            begin = time.perf_counter()
+            out.append(await self.publisher.publish(version))
+            return time.perf_counter() - begin
+
+        seconds = self.runner.run(publish())
+        return out[0], seconds
+
     def measure_publish(self, version: Version) -> tuple[Version, dict[str, float]]:
         """Publish into a flushed Redis; (published version, seconds and memory). Leaves it live."""
         self.flush()
         before = self.used_memory()
-        begin = time.perf_counter()
-        published = self.runner.run(self.publisher.publish(version))
-        seconds = time.perf_counter() - begin
+        published, seconds = self.timed_publish(version)
         used = self.used_memory() - before
         ranges = version.index.ranges
         parts = {name: self.key_bytes(key) for name, key in MEMORY_KEYS.items()}
@@ -292,6 +359,115 @@ class RedisBench:
             "snapshot_strlen": int(self.admin.strlen(keys.SNAPSHOT)),
             "key_bytes": parts,
         }
+
+    def compare_with_pipe(
+        self, version: Version, rounds: int, path: Path, seed: int
+    ) -> tuple[Version, dict[str, Any], dict[str, Any]]:
+        """``redis-cli --pipe`` of the same keys and ``publish()``, each into a flushed Redis, alternated.
+
+        Rounds run pipe then publish, so the published version is live at the
+        end. Both end states are read back and must agree (keys, types, TTLs,
+        ZCARDs, sampled members, meta, history, string digests), and the
+        sampled members must be the index's. (published version, publish row
+        of the last round with median seconds, pipe row).
+        """
+        size = bench_pipe.write_protocol(version, path)
+        ranks = bench_pipe.sample_ranks(version, seed)
+        expected = bench_pipe.expected_members(version, ranks)
+        pipe_s: list[float] = []
+        publish_s: list[float] = []
+        pipe_used: list[int] = []
+        states: list[dict[str, Any]] = []
+        published, row = version, {}
+        for _ in range(rounds):
+            self.flush()
+            before = self.used_memory()
+            pipe_s.append(bench_pipe.run_pipe(self.server.port, path))
+            pipe_used.append(self.used_memory() - before)
+            states.append(bench_pipe.end_state(self.admin, ranks))
+            published, row = self.measure_publish(version)
+            publish_s.append(row["publish_s"])
+            states.append(bench_pipe.end_state(self.admin, ranks))
+        path.unlink()
+        differ = sorted({d for state in states[1:] for d in bench_pipe.differences(states[0], state)})
+        wrong = [f for f in (4, 6) if any(st[f"members{f}"] != expected[f] for st in states)]
+        if differ or wrong:
+            raise SystemExit(
+                f"pipe and publish end states differ: {differ}; members not the index's: {wrong}"
+            )
+        pipe_med, publish_med = statistics.median(pipe_s), statistics.median(publish_s)
+        ranges = version.index.ranges
+        row.update(publish_s=publish_med, ranges_per_s=ranges / publish_med, publish_rounds_s=publish_s)
+        return (
+            published,
+            row,
+            {
+                "pipe_s": pipe_med,
+                "publish_s": publish_med,
+                "ratio": publish_med / pipe_med,
+                "pipe_rounds_s": pipe_s,
+                "publish_rounds_s": publish_s,
+                "protocol_bytes": size,
+                "pipe_used_memory_per_range": statistics.median(pipe_used) / ranges,
+                "zcards": {f: states[0][f"zcard{f}"] for f in (4, 6)},
+                "sampled_members": sum(len(r) for r in ranks.values()),
+                "end_states_equal": True,
+            },
+        )
+
+    def measure_lean(self, version: Version, path: Path, seed: int) -> dict[str, Any]:
+        """The IPv4 sorted set as published and two leaner encodings of it, each in the flushed scratch Redis.
+
+        Per encoding: ``redis-cli --pipe`` load seconds, ``used_memory``
+        delta per IPv4 range, and one-connection lookup latency (p50 of
+        :data:`LEAN_LOOKUPS` calls, half the addresses inside ranges),
+        every answer checked against the index.
+        """
+        fam = version.index.v4
+        rng = random.Random(f"{seed}:lean")
+        inside = (int(rng.random() * len(fam)) for _ in range(LEAN_LOOKUPS // 2))
+        values = [int(fam.firsts[i]) for i in inside]
+        values += [rng.getrandbits(32) for _ in range(LEAN_LOOKUPS - len(values))]
+        rng.shuffle(values)
+        scratch = self.scratch_admin
+        live = keys.ranges_key(4)
+        bucket_lookup = scratch.register_script(LEAN_BUCKET_LOOKUP)
+        packed_lookup = scratch.register_script(LEAN_PACKED_LOOKUP)
+
+        def zset(value: int) -> Any:
+            return scratch.zrange(
+                live, keys.lookup_bound(4, value), "-", bylex=True, desc=True, offset=0, num=1
+            )
+
+        def bucketed(value: int) -> Any:
+            return bucket_lookup([LEAN_DIR, LEAN_BUCKETS], [keys.lookup_bound(4, value)])
+
+        def packed(value: int) -> Any:
+            return packed_lookup([LEAN_PACKED], [value])
+
+        out: dict[str, Any] = {"ranges_v4": len(fam)}
+        for name, commands, ask in (
+            ("zset", range_commands(live.encode(), 4, fam.firsts, fam.lasts), zset),
+            ("bucketed", lean_bucketed(fam), bucketed),
+            ("packed", lean_packed(fam), packed),
+        ):
+            scratch.flushall(asynchronous=False)
+            time.sleep(0.2)
+            before = int(scratch.info("memory")["used_memory"])
+            with path.open("wb") as file:
+                for command in commands:
+                    file.write(command)
+            load_s = bench_pipe.run_pipe(self.scratch.port, path)
+            path.unlink()
+            used = int(scratch.info("memory")["used_memory"]) - before
+            out[name] = {
+                "load_s": load_s,
+                "per_range": used / len(fam),
+                "keys": int(scratch.dbsize()),
+                "lookup_p50_us": lean_lookups(fam, values, ask),
+            }
+        scratch.flushall(asynchronous=False)
+        return out
 
     def measure_naive_set(self, members: int) -> dict[str, float]:
         """SADD ``members`` distinct IPv4 address strings into one SET in a flushed Redis."""
@@ -322,6 +498,41 @@ class RedisBench:
             "per_member": used / members,
             "key_per_member": key / members,
         }
+
+
+def lean_bucketed(fam: FamilyIndex) -> Iterator[bytes]:
+    """IPv4 ranges as sorted sets of :data:`LEAN_BUCKET` members (listpacks) and a directory of them."""
+    n = len(fam)
+    starts = range(0, n, LEAN_BUCKET)
+    names = [keys.encode_range(4, fam.firsts[i], fam.lasts[i]).encode() for i in starts]
+    for start, name in zip(starts, names, strict=True):
+        stop = min(start + LEAN_BUCKET, n)
+        yield zadd_command(LEAN_BUCKETS + name, 4, fam.firsts[start:stop], fam.lasts[start:stop])
+    for start in range(0, len(names), BATCH):
+        members = [x for name in names[start : start + BATCH] for x in (b"0", name)]
+        yield pack_command(b"ZADD", LEAN_DIR, *members)
+
+
+def lean_packed(fam: FamilyIndex) -> Iterator[bytes]:
+    """IPv4 ranges as one string of big-endian (first, last) u32 pairs."""
+    pairs = np.empty((len(fam), 2), dtype=">u4")
+    pairs[:, 0], pairs[:, 1] = fam.firsts, fam.lasts
+    yield pack_command(b"SET", LEAN_PACKED, pairs.tobytes())
+
+
+def lean_lookups(fam: FamilyIndex, values: list[int], ask: Callable[[int], Any]) -> float:
+    """p50 microseconds of ``ask(value)`` (a member found, a list of one, or nothing), answers checked."""
+    times: list[float] = []
+    clock = time.perf_counter
+    for value in values:
+        begin = clock()
+        found = ask(value)
+        times.append(clock() - begin)
+        member = found[0] if isinstance(found, list) and found else found
+        hit = bool(member) and keys.member_contains(member, value)
+        if hit != (fam.find(value) >= 0):
+            raise SystemExit(f"lean lookup of {value:#x} answered {found!r}, the index says otherwise")
+    return statistics.median(times) * 1e6
 
 
 # -- API replicas -------------------------------------------------------------
@@ -500,6 +711,49 @@ def report(results: dict[str, Any]) -> None:
         "B/v4 r, B/v6 r: index after decode_version, sys.getsizeof. cold s: process start to /readyz. "
         f"p50/p99: ns per check_ip, batches of {LOOKUP_BATCH}, {results['rounds']} round-robin rounds."
     )
+    print()
+    head = f"{'size':>5}{'publish s':>11}{'pipe s':>9}{'publish/pipe':>14}{'RESP MB':>9}{'pipe B/r':>10}"
+    head += f"{'rounds':>8}"
+    print(head)
+    print("-" * len(head))
+    for name, row in sizes.items():
+        cmp = row["pipe"]
+        print(
+            f"{name:>5}{cmp['publish_s']:>11.2f}{cmp['pipe_s']:>9.2f}{cmp['ratio']:>13.2f}x"
+            f"{cmp['protocol_bytes'] / 1e6:>9.1f}{cmp['pipe_used_memory_per_range']:>10.1f}"
+            f"{len(cmp['pipe_rounds_s']):>8}"
+        )
+    print(
+        "publish s, pipe s: medians, alternated, each into a flushed Redis; pipe: redis-cli --pipe of the "
+        "same keys\n(snapshot and its history copy, meta, history, both sorted sets with the publisher's "
+        "batches); end states read back and equal.\npipe B/r: used_memory delta per range after the pipe."
+    )
+    print()
+    head = (
+        f"{'size':>5}{'v4 ranges':>10}{'zset B/r':>10}{'bucketed':>10}{'packed':>8}"
+        f"{'zset us':>9}{'bucketed':>10}{'packed':>8}{'load s: zset':>13}{'bucketed':>10}{'packed':>8}"
+    )
+    print(head)
+    print("-" * len(head))
+    for name, row in sizes.items():
+        lean = row["lean"]
+        zset, bucketed, packed = lean["zset"], lean["bucketed"], lean["packed"]
+        print(
+            f"{name:>5}{lean['ranges_v4']:>10}{zset['per_range']:>10.1f}{bucketed['per_range']:>10.1f}"
+            f"{packed['per_range']:>8.1f}{zset['lookup_p50_us']:>9.1f}{bucketed['lookup_p50_us']:>10.1f}"
+            f"{packed['lookup_p50_us']:>8.1f}{zset['load_s']:>13.2f}{bucketed['load_s']:>10.2f}{packed['load_s']:>8.2f}"
+        )
+    print(
+        "Leaner IPv4 encodings of the same ranges, loaded by redis-cli --pipe into a scratch redis-server "
+        "(the product's keys are unchanged).\nzset: the IPv4 sorted set as published; "
+        f"bucketed: sorted sets of {LEAN_BUCKET} members (listpacks) plus a directory sorted set, one Lua "
+        "call per lookup;\npacked: one string of big-endian (first, last) u32 pairs, binary search in Lua. "
+        f"B/r: used_memory per IPv4 range. us: p50 of {LEAN_LOOKUPS} lookups on one connection, answers "
+        "checked."
+    )
+    for name, row in sizes.items():
+        ratio = row["pipe"]["ratio"]
+        print(f"publish/pipe at {name}: {ratio:.2f}x (target <= 2x): {'met' if ratio <= 2 else 'missed'}")
     for name in results.get("naive_skipped", []):
         print(f"naive SET skipped at {name} (above --naive-max)")
     for name, row in sizes.items():
@@ -551,9 +805,14 @@ def phase(label: str) -> Iterator[None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10k,100k,1m,10m", help="comma-separated: 10k,100k,1m,10m")
-    parser.add_argument("--quick", action="store_true", help="10k,100k, 20k lookups, 3 rounds, 1 replica run")
+    parser.add_argument(
+        "--quick", action="store_true", help="10k,100k, 20k lookups, 3 rounds, 1 replica run, 2 pipe rounds"
+    )
     parser.add_argument("--lookups", type=int, default=200_000, help="distinct addresses per size")
     parser.add_argument("--rounds", type=int, default=5, help="round-robin lookup rounds")
+    parser.add_argument(
+        "--pipe-rounds", type=int, default=3, help="publish / redis-cli --pipe rounds per size"
+    )
     parser.add_argument("--replica-runs", type=int, default=3, help="replica starts per size (and baseline)")
     parser.add_argument("--naive-max", default="10m", help="largest size that gets the naive SET")
     parser.add_argument("--seed", type=int, default=42)
@@ -561,6 +820,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.sizes, args.lookups, args.rounds, args.replica_runs = "10k,100k", 20_000, 3, 1
+        args.pipe_rounds = 2
     names = [s.strip().lower() for s in args.sizes.split(",") if s.strip()]
     if unknown := [n for n in names if n not in SIZES]:
         parser.error(f"unknown sizes {unknown}; choose from {list(SIZES)}")
@@ -581,10 +841,17 @@ def main() -> None:
                 version, row = build(name, ranges, args.seed)
             row.update(ranges=ranges, ranges_v4=len(version.index.v4), ranges_v6=len(version.index.v6))
             log(f"  compile_index {row['compile_s']:.2f} s ({row['entries']} entries)")
-            with phase("publish"):
-                published, row["redis"] = bench.measure_publish(version)
+            with phase(f"publish against redis-cli --pipe, {args.pipe_rounds} rounds"):
+                published, row["redis"], row["pipe"] = bench.compare_with_pipe(
+                    version, args.pipe_rounds, tmp / "publish.resp", args.seed
+                )
+            with phase("leaner IPv4 encodings (scratch redis)"):
+                row["lean"] = bench.measure_lean(version, tmp / "lean.resp", args.seed)
             del version
-            log(f"  publish {row['redis']['publish_s']:.2f} s, {row['redis']['redis_per_range']:.1f} B/range")
+            log(
+                f"  publish {row['pipe']['publish_s']:.2f} s, pipe {row['pipe']['pipe_s']:.2f} s "
+                f"({row['pipe']['ratio']:.2f}x), {row['redis']['redis_per_range']:.1f} B/range"
+            )
             with phase("replicas"):
                 row["replica"] = measure_replicas(bench, tmp, name, ranges, args.replica_runs)
             with phase("in-process memory"):
