@@ -84,6 +84,7 @@ from blocklist.feedparsers import FamilyEntries
 from blocklist.index import FamilyIndex, RangeIndex, compile_index
 from blocklist.settings import Settings
 from blocklist.snapshot import FeedInfo, Version, checksum_of, decode_version, encode_version
+from blocklist.u128 import U128Array
 from blocklistupdater.redispublish import RedisPublisher, range_commands, zadd_command
 from blocklistupdater.resp import BATCH, pack_command
 from ipchecking.answers import check_ip
@@ -626,8 +627,12 @@ def in_process_memory(data: bytes) -> tuple[Version, dict[str, float]]:
     tracemalloc.stop()
     v4, v6 = version.index.v4, version.index.v6
     v4_bytes = sum(sys.getsizeof(a) for a in (v4.firsts, v4.lasts, v4.masks, v4.scores))
-    v6_bytes = sum(sys.getsizeof(a) for a in (v6.firsts, v6.lasts, v6.masks, v6.scores))
-    v6_bytes += sum(map(sys.getsizeof, v6.firsts)) + sum(map(sys.getsizeof, v6.lasts))
+    # IPv6 bounds are U128Array halves (array('Q')); a list of ints would be counted item by item.
+    bounds = [
+        half for b in (v6.firsts, v6.lasts) for half in ((b.hi, b.lo) if isinstance(b, U128Array) else (b,))
+    ]
+    v6_bytes = sum(sys.getsizeof(a) for a in (*bounds, v6.masks, v6.scores))
+    v6_bytes += sum(sys.getsizeof(v) for b in bounds if isinstance(b, list) for v in b)
     ranges = version.index.ranges
     return version, {
         "decode_s": seconds,
