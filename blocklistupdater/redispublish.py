@@ -42,6 +42,8 @@ from blocklistupdater.resp import BATCH, pack_command, send_packed
 
 log = logging.getLogger(__name__)
 
+#: ZADD of one member and EXPIRE in one step (KEYS[1]; ARGV: member, seconds).
+_CREATE_WITH_TTL = b"redis.call('ZADD', KEYS[1], 0, ARGV[1]); return redis.call('EXPIRE', KEYS[1], ARGV[2])"
 _MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
 #: One IPv4 member's RESP (score and member, 31 bytes) as a record: the fixed
 #: head (``$1 0 $17``), the first bound's 8 hex digits, ``-``, the last's, CRLF.
@@ -301,11 +303,11 @@ class RedisPublisher:
         expire = str(self._temp_ttl).encode()
         for family, fam in families:
             key = keys.temp_key(token, f"ranges:{family}").encode()
-            for i, command in enumerate(range_commands(key, family, fam.firsts, fam.lasts)):
-                yield command
-                if i == 0:
-                    # The TTL from the first batch on: a crash mid-write leaves nothing behind.
-                    yield pack_command(b"EXPIRE", key, expire)
+            # The key is created with its TTL by one atomic command (its first range),
+            # before any large batch: a crash at any point leaves nothing behind.
+            member = keys.encode_range(family, fam.firsts[0], fam.lasts[0]).encode()
+            yield pack_command(b"EVAL", _CREATE_WITH_TTL, b"1", key, member, expire)
+            yield from range_commands(key, family, fam.firsts, fam.lasts)
 
     async def _swap(
         self,
