@@ -5,10 +5,10 @@ bitmask of the feeds that listed the range and the highest score any of them
 gave it. A lookup is one ``bisect`` over the starts: O(log n), and a /8 costs
 one range, not 16 million addresses.
 
-IPv4 uses ``array('I')`` (4 bytes per bound) and is compiled with numpy
-(:mod:`blocklist.vectorsweep`); IPv6 bounds are 128-bit, held as two 64-bit
-halves (:class:`~blocklist.u128.U128Array`, 16 bytes per bound) and swept in
-Python (IPv6 feeds are small: tens to thousands of networks). Masks are as
+IPv4 uses ``array('I')`` (4 bytes per bound); IPv6 bounds are 128-bit,
+held as two 64-bit halves (:class:`~blocklist.u128.U128Array`, 16 bytes per
+bound). Both are compiled with numpy (:mod:`blocklist.vectorsweep`); the
+Python sweep here takes inputs with too many distinct scores. Masks are as
 wide as the number of feeds needs (1 byte up to 8 feeds), so an IPv4 range
 costs 11 bytes and an IPv6 range 35 with up to 8 feeds. Each family carries
 a /16 slot table (:mod:`blocklist.slots`) that narrows every search.
@@ -26,7 +26,7 @@ from blocklist.errors import ConfigError
 from blocklist.feedparsers import FamilyEntries
 from blocklist.slots import SLOT_SHIFT, v4_slots, v6_slots
 from blocklist.u128 import U128Array, find_u128
-from blocklist.vectorsweep import sweep_v4
+from blocklist.vectorsweep import sweep_v4, sweep_v6
 
 #: Feed membership is a 64-bit mask, so one index merges at most 64 feeds.
 MAX_FEEDS = 64
@@ -174,6 +174,10 @@ def _compile_family(
         swept = sweep_v4(per_feed, min_score, masks_code)
         if swept is not None:
             return FamilyIndex(*swept)
+    else:
+        swept6 = sweep_v6(per_feed, min_score, masks_code)
+        if swept6 is not None:
+            return FamilyIndex(*swept6)
     firsts: list[int] = []
     lasts: list[int] = []
     bits: list[int] = []
