@@ -96,7 +96,9 @@ def index_payload(index: RangeIndex) -> bytes:
     """The index's arrays as bytes, in the documented order."""
     v4, v6 = index.v4, index.v6
     code = _mask_code(index)
-    firsts6, lasts6 = _u128(v6.firsts), _u128(v6.lasts)
+    firsts6, lasts6 = v6.firsts, v6.lasts
+    assert isinstance(firsts6, U128Array)
+    assert isinstance(lasts6, U128Array)
     parts = [
         _le(array("I", v4.firsts)),
         _le(array("I", v4.lasts)),
@@ -119,13 +121,6 @@ def _mask_code(index: RangeIndex) -> str:
 
 def _as(code: str, values: array[int]) -> array[int]:
     return values if values.typecode == code else array(code, values)
-
-
-def _u128(values: object) -> U128Array:
-    if isinstance(values, U128Array):
-        return values
-    assert isinstance(values, list | tuple)
-    return U128Array.of(values)
 
 
 def checksum_of(index: RangeIndex) -> str:

@@ -61,8 +61,9 @@ class Served:
 
         index = version.index
         v6_firsts, v6_lasts = index.v6.firsts, index.v6.lasts
-        if not isinstance(v6_firsts, U128Array) or not isinstance(v6_lasts, U128Array):
-            v6_firsts, v6_lasts = U128Array.of(v6_firsts), U128Array.of(v6_lasts)
+        # Compiled and decoded indexes always hold IPv6 bounds as halves.
+        assert isinstance(v6_firsts, U128Array)
+        assert isinstance(v6_lasts, U128Array)
         return cls(
             version,
             index.v4.firsts,
