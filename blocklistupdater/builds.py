@@ -13,16 +13,14 @@ with one copy per array.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import multiprocessing
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from multiprocessing.connection import Connection
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 from blocklist.snapshot import Version, decode_version
 from blocklistupdater.buildjobs import (
@@ -80,45 +78,50 @@ class ThreadBuilder:
         """Nothing to release."""
 
 
+class BuildProcessDied(RuntimeError):
+    """The build process died twice in a row while running one step, or the builder was closed."""
+
+
 class ProcessBuilder:
     """Runs the steps in one child process, started on first use and restarted if it dies.
 
     The child keeps its own cache of parsed bodies; a restarted child parses
     again from the bodies each request carries, so nothing is lost with it.
+    Steps run one at a time over a pipe. (Not a ``ProcessPoolExecutor``: its
+    queues hold named semaphores that outlive a process ended by a signal,
+    and the resource tracker then reports them as leaked.)
     """
 
     def __init__(self) -> None:
-        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
-        self._lifeline: tuple[Connection, Connection] | None = None
-
-    def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
-        if self._pool is None:
-            context = multiprocessing.get_context("forkserver")
-            # Workers fork from a server that has imported the build code once.
-            context.set_forkserver_preload(["blocklistupdater.buildjobs"])
-            # Only this process holds the sending end: the child sees EOF and
-            # exits when this process dies, even by SIGKILL (a pool worker
-            # otherwise waits for work forever).
-            # (The receiving end is kept too: a worker starts, with a copy, on first use.)
-            watched, held = context.Pipe(duplex=False)
-            self._lifeline = watched, held
-            self._pool = concurrent.futures.ProcessPoolExecutor(
-                max_workers=1, mp_context=context, initializer=_start_child, initargs=(watched,)
-            )
-        return self._pool
+        self._child: _Child | None = None
+        self._turn = asyncio.Lock()
+        self._closed = False
 
     async def _run(self, job: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        for attempt in (1, 2):
-            try:
-                return await loop.run_in_executor(self._executor(), job, *args)
-            except BrokenProcessPool:
-                # The child died (killed, out of memory): start a new one, once.
-                log.warning("build process died; starting a new one", extra={"attempt": attempt})
-                self._discard()
-                if attempt == 2:
+        async with self._turn:
+            for attempt in (1, 2):
+                if self._closed:
+                    raise BuildProcessDied("the builder is closed")
+                child = self._child or self._start()
+                try:
+                    outcome: T = await asyncio.to_thread(child.call, job, args)
+                except _ChildGone:
+                    if self._closed:
+                        raise BuildProcessDied("the builder was closed during the step") from None
+                    # The child died (killed, out of memory): start a new one, once.
+                    log.warning("build process died; starting a new one", extra={"attempt": attempt})
+                    self._discard()
+                except asyncio.CancelledError:
+                    # Its reply would arrive for nobody: the next step needs a fresh child.
+                    self._discard()
                     raise
-        raise AssertionError("unreachable")
+                else:
+                    return outcome
+            raise BuildProcessDied("the build process died twice running one step")
+
+    def _start(self) -> _Child:
+        self._child = _Child.start()
+        return self._child
 
     async def parse(self, feed: FeedBody, guard: Guard | None) -> Summary:
         """See :meth:`Builder.parse`."""
@@ -135,38 +138,75 @@ class ProcessBuilder:
         return await asyncio.to_thread(decode_version, result.snapshot)
 
     def _discard(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        self._cut_lifeline()
-
-    def _cut_lifeline(self) -> None:
-        lifeline, self._lifeline = self._lifeline, None
-        for end in lifeline or ():
-            end.close()
+        child, self._child = self._child, None
+        if child is not None:
+            child.stop(wait=False)
 
     async def aclose(self) -> None:
-        """Stop the child process (a build in progress is abandoned)."""
-        pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        self._cut_lifeline()
-        for process in processes:
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                process.terminate()
-        await asyncio.to_thread(_join, processes)
+        """Stop the child process; a step in progress, and any later one, raises :class:`BuildProcessDied`."""
+        self._closed = True
+        child, self._child = self._child, None
+        if child is not None:
+            await asyncio.to_thread(child.stop, wait=True)
 
 
-def _join(processes: list[multiprocessing.process.BaseProcess]) -> None:
-    for process in processes:
-        with contextlib.suppress(OSError, ValueError, AttributeError, AssertionError):
-            process.join(timeout=5)
+class _ChildGone(Exception):
+    """The child process ended before it answered."""
 
 
-def _start_child(watched: Connection) -> None:
-    """Initialise the build process: lower its priority, exit when the serving process is gone."""
+class _Child:
+    """One build process and the pipes to it (see :class:`ProcessBuilder`)."""
+
+    def __init__(
+        self, process: multiprocessing.process.BaseProcess, jobs: Connection, lifeline: Connection
+    ) -> None:
+        self.process = process
+        self.jobs = jobs
+        self.lifeline = lifeline
+
+    @classmethod
+    def start(cls) -> _Child:
+        context = multiprocessing.get_context("forkserver")
+        # Children fork from a server that has imported the build code once.
+        context.set_forkserver_preload(["blocklistupdater.buildjobs"])
+        ours, theirs = context.Pipe(duplex=True)
+        # Only this process holds the sending end of the lifeline: the child
+        # sees EOF and exits when this process dies, even by SIGKILL and in
+        # the middle of a build.
+        watched, held = context.Pipe(duplex=False)
+        process = context.Process(target=_serve, args=(theirs, watched), name="blocklist-build", daemon=True)
+        process.start()
+        theirs.close()
+        watched.close()
+        return cls(process, ours, held)
+
+    def call(self, job: Callable[..., T], args: tuple[object, ...]) -> T:
+        """Run ``job(*args)`` in the child; its exception is raised here (blocking)."""
+        try:
+            self.jobs.send((job, args))
+            ok, value = self.jobs.recv()
+        except (EOFError, OSError) as exc:
+            raise _ChildGone from exc
+        if not ok:
+            raise value
+        return cast("T", value)
+
+    def stop(self, *, wait: bool) -> None:
+        """End the child; with ``wait``, until it is gone (blocking, a few seconds at most)."""
+        for end in (self.jobs, self.lifeline):
+            end.close()
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            self.process.terminate()
+        if wait:
+            with contextlib.suppress(OSError, ValueError, AssertionError):
+                self.process.join(timeout=5)
+                if self.process.is_alive():
+                    self.process.kill()
+                    self.process.join(timeout=5)
+
+
+def _serve(jobs: Connection, watched: Connection) -> None:
+    """The build process: lower its priority, run steps until the serving process is gone."""
     with contextlib.suppress(OSError):
         os.nice(BUILD_NICENESS)
 
@@ -176,3 +216,18 @@ def _start_child(watched: Connection) -> None:
         os._exit(0)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    while True:
+        try:
+            job, args = jobs.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, object] = (True, job(*args))
+        except Exception as exc:  # every failure goes back to the caller
+            reply = (False, exc)
+        try:
+            jobs.send(reply)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # an answer that does not pickle
+            jobs.send((False, RuntimeError(f"build step answer could not be sent: {exc!r}")))

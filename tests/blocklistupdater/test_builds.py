@@ -178,3 +178,42 @@ def test_the_child_exits_when_the_serving_process_is_killed() -> None:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+ENDED_BY_SIGNAL_SCRIPT = """
+import asyncio, os, signal, time
+from blocklistupdater.builds import BuildProcessDied, ProcessBuilder
+
+async def main():
+    builder = ProcessBuilder()
+    await builder._run(os.getpid)
+    running = asyncio.ensure_future(builder._run(time.sleep, 30))
+    await asyncio.sleep(0.5)
+    await builder.aclose()
+    try:
+        await running
+    except BuildProcessDied:
+        print("abandoned", flush=True)
+
+asyncio.run(main())
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.raise_signal(signal.SIGTERM)
+"""
+
+
+def test_closing_during_a_build_then_ending_by_a_signal_leaves_nothing_behind() -> None:
+    """As uvicorn ends: the builder closed mid-build, then SIGTERM re-raised,
+    so no exit handlers run. The step in progress fails without starting a
+    new child, and the resource tracker has nothing to report (a process
+    pool's queue semaphores made it print a warning into the JSON log)."""
+    done = subprocess.run(
+        [sys.executable, "-c", ENDED_BY_SIGNAL_SCRIPT],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == -signal.SIGTERM
+    assert done.stdout == "abandoned\n"
+    assert done.stderr == ""
