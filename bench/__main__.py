@@ -36,6 +36,7 @@ SUITE: dict[str, tuple[list[str], list[str]]] = {
     "ipv6": (["--rounds", "7", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "control": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
     "updating": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
+    "batch": (["--rounds", "3", "--duration", "10", "--json", "{json}"], ["--quick", "--json", "{json}"]),
 }
 
 

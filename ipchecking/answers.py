@@ -17,7 +17,10 @@ from blocklist.u128 import LOW, V6_SLOT_LOW_SHIFT
 from ipchecking.holder import ALLOWED_BODY, BLOCKED_BODY, JSON_HEADERS, SLOT_SHIFT, VersionHolder
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from blocklist.decision import ControlView
+    from ipchecking.holder import Served
     from ipchecking.live import LiveRuntime
 
 Headers = list[tuple[bytes, bytes]]
@@ -84,6 +87,35 @@ def check_ip(holder: VersionHolder, text: str) -> Answer:
         if last_high > high or (last_high == high and served.v6_last_lo[i] >= value & LOW):
             return 200, served.blocked_headers, BLOCKED_BODY, "blocked"
     return 200, served.allowed_headers, ALLOWED_BODY, "allowed"
+
+
+def blocked_many(
+    served: Served, control: ControlView, addresses: Iterable[tuple[int, int] | None]
+) -> list[bool]:
+    """The answers :func:`check_ip` gives for parsed addresses, as bools (None: False), for
+    batches and consumers: the same decision, IPv4 searched as on the hot path. O(n log r)."""
+    firsts, lasts, slots = served.v4_firsts, served.v4_lasts, served.v4_slots
+    v6 = served.version.index.v6
+    verdict = control.verdict if control.active else None
+    out: list[bool] = []
+    append = out.append
+    for address in addresses:
+        if address is None:
+            append(False)
+            continue
+        family, value = address
+        if verdict is not None:
+            decided = verdict(family, value)
+            if decided is not None:
+                append(decided != "allow")
+                continue
+        if family == V4:
+            slot = value >> SLOT_SHIFT
+            i = bisect_right(firsts, value, slots[slot], slots[slot + 1]) - 1
+            append(i >= 0 and value <= lasts[i])
+        else:
+            append(v6.find(value) >= 0)
+    return out
 
 
 async def check_ip_live(live: LiveRuntime, text: str, control: ControlView) -> Answer:

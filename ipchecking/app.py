@@ -30,7 +30,7 @@ from blocklist import __version__
 from blocklist.controlstores import control_store
 from blocklist.decision import ControlView
 from blocklist.settings import Settings
-from ipchecking import controlroutes, historyroutes, iprepdroutes, routes
+from ipchecking import batchroutes, controlroutes, historyroutes, iprepdroutes, routes
 from ipchecking.auth import ApiKeys
 from ipchecking.controlservice import ControlService
 from ipchecking.controlsync import ControlSync
@@ -140,6 +140,7 @@ def create_app(
         else RedisSource(runtime.link.connector.reader)
     )
     api.include_router(routes.router)
+    api.include_router(batchroutes.router)
     api.include_router(historyroutes.router)
     api.include_router(controlroutes.router)
     api.include_router(iprepdroutes.router)

@@ -32,6 +32,8 @@ from blocklist.settings import Settings
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/iprepd/__lbheartbeat__", "/iprepd/__heartbeat__", "/iprepd/__version__"}
 )
+#: Paths of lookups other than ``/check_ip``: protected exactly as it is.
+LOOKUP_PATHS = frozenset({"/v1/check"})
 #: Name of the keys configured in ``BLOCKLIST_API_KEYS`` (in the audit log).
 CONFIGURED = "configured-key"
 UNAUTHORIZED_BODY = json.dumps({"error": "unauthorized", "detail": "a valid API key is required"}).encode()
@@ -99,8 +101,11 @@ class ApiKeys:
     def needs_key(self, path: str) -> bool:
         """True if reading ``path`` (other than a lookup) needs a key.
 
-        Lookups need one exactly when ``protects_lookups`` is set.
+        Lookups (``/check_ip`` and :data:`LOOKUP_PATHS`) need one exactly when
+        ``protects_lookups`` is set.
         """
+        if path in LOOKUP_PATHS:
+            return self.protects_lookups
         return self.protects_status and path not in OPEN_PATHS
 
     def identify(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:

@@ -27,7 +27,7 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in (
         "layers", "http_throughput", "distributed", "startup_memory", "scale", "soak", "history", "control",
-        "compile", "updating", "ipv6",
+        "compile", "updating", "ipv6", "batch",
     ):  # fmt: skip
         assert f"== bench.{name}: exit 0" in result.stdout
     throughput = json.loads((tmp_path / "http_throughput.json").read_text())
@@ -37,6 +37,8 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     }  # fmt: skip
     # Every configuration answered every request with a 2xx.
     assert all(run["errors"] == 0 for run in throughput.values()), throughput
+    batch = json.loads((tmp_path / "batch.json").read_text())
+    assert all(run["errors"] == 0 for run in batch["medians"].values()), batch
     # The soak checked every answer against the version it came from, through a Redis restart.
     soak = json.loads((tmp_path / "soak.json").read_text())
     assert soak["wrong_answers"] == 0
