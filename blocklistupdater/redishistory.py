@@ -37,7 +37,7 @@ from blocklistupdater.historyrecorder import (
     build_version,
     horizons,
 )
-from blocklistupdater.resp import pack_batches, pack_command, send_packed
+from blocklistupdater.resp import pack_batches, pack_with_ttl, send_packed
 
 #: Lua: apply staged history operations. KEYS from ``first``: (temp, target)
 #: pairs; ARGV from ``arg``: one operation name per pair. Returns an error
@@ -163,10 +163,9 @@ def pack_change(token: str, change: Change, ttl: int) -> Staged:
         name = keys.temp_key(token, f"timeline:{len(ops)}")
         script_keys.extend((name, target))
         ops.append(op)
-        # One item, then the TTL, then the bulk: a writer killed mid-write
-        # leaves no temporary key without a TTL behind.
-        commands.append(pack_command(command, name.encode(), *args[:per_item]))
-        commands.append(pack_command(b"EXPIRE", name.encode(), expire))
+        # One item with the TTL in one atomic step, then the bulk: a writer
+        # killed mid-write leaves no temporary key without a TTL behind.
+        commands.append(pack_with_ttl(command, name.encode(), args[:per_item], expire))
         commands.extend(pack_batches(command, name.encode(), args[per_item:], per_item))
 
     for feed in sorted({f for f, _ in change.records} | {f for f, _ in change.opens}):

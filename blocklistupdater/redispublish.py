@@ -38,12 +38,10 @@ from blocklist.errors import BlocklistError
 from blocklist.index import FamilyIndex
 from blocklist.snapshot import Version, encode_version
 from blocklistupdater.redishistory import APPLY_LUA, prepare_publish, publish_state
-from blocklistupdater.resp import BATCH, pack_command, send_packed
+from blocklistupdater.resp import BATCH, pack_with_ttl, send_packed
 
 log = logging.getLogger(__name__)
 
-#: ZADD of one member and EXPIRE in one step (KEYS[1]; ARGV: member, seconds).
-_CREATE_WITH_TTL = b"redis.call('ZADD', KEYS[1], 0, ARGV[1]); return redis.call('EXPIRE', KEYS[1], ARGV[2])"
 _MEMBER_FORMATS = {4: b"$1\r\n0\r\n$17\r\n%08x-%08x\r\n", 6: b"$1\r\n0\r\n$65\r\n%032x-%032x\r\n"}
 #: One IPv4 member's RESP (score and member, 31 bytes) as a record: the fixed
 #: head (``$1 0 $17``), the first bound's 8 hex digits, ``-``, the last's, CRLF.
@@ -285,7 +283,8 @@ class RedisPublisher:
         """Write the version under temporary keys; returns the names written."""
         ttl = self._temp_ttl
         data = encode_version(version)
-        pipe = self._client.pipeline(transaction=False)
+        # One transaction: the meta hash never exists without its TTL.
+        pipe = self._client.pipeline(transaction=True)
         pipe.set(keys.temp_key(token, "snapshot"), data, ex=ttl)
         pipe.set(keys.temp_key(token, "history"), data, ex=ttl)
         pipe.hset(keys.temp_key(token, "meta"), mapping=meta_fields(version))
@@ -306,7 +305,7 @@ class RedisPublisher:
             # The key is created with its TTL by one atomic command (its first range),
             # before any large batch: a crash at any point leaves nothing behind.
             member = keys.encode_range(family, fam.firsts[0], fam.lasts[0]).encode()
-            yield pack_command(b"EVAL", _CREATE_WITH_TTL, b"1", key, member, expire)
+            yield pack_with_ttl(b"ZADD", key, (b"0", member), expire)
             yield from range_commands(key, family, fam.firsts, fam.lasts)
 
     async def _swap(

@@ -24,6 +24,20 @@ def pack_command(*args: bytes) -> bytes:
     return b"".join(parts)
 
 
+#: Runs one command on KEYS[1] and sets the key's TTL, in one atomic step
+#: (ARGV: seconds, command, then the command's arguments after the key).
+_WITH_TTL = (
+    b"redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)); return redis.call('EXPIRE', KEYS[1], ARGV[1])"
+)
+
+
+def pack_with_ttl(command: bytes, key: bytes, args: Iterable[bytes], seconds: bytes) -> bytes:
+    """``command key args...`` and ``EXPIRE key seconds`` as one script call: a writer
+    killed at any byte leaves either no key or one that expires. Keep ``args`` short
+    (the first item of a bulk write; the rest follows in :func:`pack_batches`)."""
+    return pack_command(b"EVAL", _WITH_TTL, b"1", key, seconds, command, *args)
+
+
 def pack_batches(command: bytes, key: bytes, items: Iterable[bytes], per_item: int) -> list[bytes]:
     """``COMMAND key item...`` in commands of at most :data:`BATCH` items.
 

@@ -22,6 +22,7 @@ from blocklist.historyredis import RedisHistoryReader
 from blocklist.snapshot import Version, decode_version
 from blocklist.u128 import U128Array
 from blocklistupdater import redispublish
+from blocklistupdater.resp import pack_with_ttl
 from blocklistupdater.redispublish import (
     PublishError,
     RedisPublisher,
@@ -401,3 +402,25 @@ def test_a_publisher_that_lost_the_lock_never_swaps(monkeypatch: pytest.MonkeyPa
         assert await client.get(keys.PUBLISH_LOCK) == b"someone-else"  # not released by the loser
 
     with_redis(test)
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "kind"),
+    [(b"ZADD", (b"0", b"m"), "zset"), (b"HSET", (b"f", b"v"), "hash"), (b"SADD", (b"m",), "set")],
+)
+def test_a_key_written_with_its_ttl_gets_both_in_one_command(
+    command: bytes, args: tuple[bytes, ...], kind: str
+) -> None:
+    """The first write of every temporary key carries its TTL: a writer killed after any
+    whole command leaves no key that never expires."""
+
+    async def go() -> None:
+        client = fakeredis.FakeAsyncRedis()
+        raw = pack_with_ttl(command, b"k", args, b"60")
+        parts = raw.split(b"\r\n")[2::2][: int(raw.split(b"\r\n")[0][1:])]
+        assert await client.execute_command(*parts) == 1
+        assert await client.type("k") == kind.encode()
+        assert 0 < await client.ttl("k") <= 60
+        await client.aclose()
+
+    asyncio.run(go())
