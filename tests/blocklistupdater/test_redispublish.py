@@ -22,7 +22,6 @@ from blocklist.historyredis import RedisHistoryReader
 from blocklist.snapshot import Version, decode_version
 from blocklist.u128 import U128Array
 from blocklistupdater import redispublish
-from blocklistupdater.resp import pack_with_ttl
 from blocklistupdater.redispublish import (
     PublishError,
     RedisPublisher,
@@ -31,7 +30,7 @@ from blocklistupdater.redispublish import (
     v4_members,
     zadd_command,
 )
-from blocklistupdater.resp import pack_command, send_packed
+from blocklistupdater.resp import pack_command, pack_with_ttl, send_packed
 from tests.versions import make_version
 
 
