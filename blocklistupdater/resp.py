@@ -26,9 +26,7 @@ def pack_command(*args: bytes) -> bytes:
 
 #: Runs one command on KEYS[1] and sets the key's TTL, in one atomic step
 #: (ARGV: seconds, command, then the command's arguments after the key).
-_WITH_TTL = (
-    b"redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)); return redis.call('EXPIRE', KEYS[1], ARGV[1])"
-)
+_WITH_TTL = b"redis.call(ARGV[2], KEYS[1], unpack(ARGV, 3)); return redis.call('EXPIRE', KEYS[1], ARGV[1])"
 
 
 def pack_with_ttl(command: bytes, key: bytes, args: Iterable[bytes], seconds: bytes) -> bytes:
