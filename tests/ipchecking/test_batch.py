@@ -32,9 +32,6 @@ MIXED: list[Any] = [
     "::ffff:198.51.100.7",
     "010.1.1.1",
     "",
-    5,
-    None,
-    {"ip": "1.2.3.4"},
     "1.2.3.4",
     "2001:db8::/32",
 ]
@@ -44,9 +41,6 @@ async def singles(client: httpx.AsyncClient, ips: list[Any]) -> list[dict[str, A
     """What ``/check_ip`` answers for each entry, in the batch's item shape."""
     out: list[dict[str, Any]] = []
     for ip in ips:
-        if not isinstance(ip, str):
-            out.append({"ip": ip, "error": "invalid_address", "detail": "not a string"})
-            continue
         answer = await client.get(f"/check_ip/{ip}") if ip else None
         if answer is not None and answer.status_code == 200:
             out.append({"ip": ip, "blocked": answer.json()["blocked"]})
@@ -101,6 +95,9 @@ def test_batch_follows_overrides_like_check_ip(tmp_path: Path) -> None:
         (b'{"ips": "1.2.3.4"}', '"ips"'),
         (b'{"addresses": []}', '"ips"'),
         (b"[" * 100_000, "not JSON"),
+        (b'{"ips": ["1.2.3.4", 5]}', "entry 1 is not"),
+        (b'{"ips": [null]}', "entry 0 is not"),
+        (b'{"ips": [{"ip": "1.2.3.4"}]}', "entry 0 is not"),
         (json.dumps({"ips": ["1.2.3.4"] * (MAX_BATCH + 1)}).encode(), f"at most {MAX_BATCH}"),
     ],
 )
@@ -184,7 +181,7 @@ def test_batch_in_distributed_mode_local_and_live_matches_check_ip(tmp_path: Pat
         async def scenario() -> None:
             writer = Redis.from_url(primary.url)
             await RedisPublisher(writer).publish(make_version(4, *ENTRIES))
-            probes: list[Any] = [*probe_addresses(), "1.2.3", 7]
+            probes: list[Any] = [*probe_addresses(), "1.2.3", "7"]
             for settings in (Settings(redis_url=primary.url), live_settings(primary)):
                 async with running(create_app(settings)) as client:
                     answer = await client.post("/v1/check", json={"ips": probes})
