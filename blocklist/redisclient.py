@@ -112,7 +112,7 @@ class RedisConnector:
             if s.redis_sentinel_password is not None:
                 sentinel_kwargs["password"] = s.redis_sentinel_password.get_secret_value()
             password = s.redis_password.get_secret_value() if s.redis_password else None
-            self._sentinel = Sentinel(  # type: ignore[no-untyped-call]
+            self._sentinel = Sentinel(  # type: ignore[no-untyped-call,unused-ignore]  # typed in newer redis-py
                 list(s.redis_sentinels), sentinel_kwargs=sentinel_kwargs, password=password
             )
         return self._sentinel
