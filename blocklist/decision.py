@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from blocklist.addresses import V4, parse_address, parse_network
-from blocklist.overrides import CompiledOverrides, Override, compile_overrides
+from blocklist.aggregate import merged
+from blocklist.overrides import Action, CompiledOverrides, Override, compile_overrides
 from blocklist.reputation import reputation_key
 from blocklist.slots import SLOT_SHIFT
 
@@ -56,6 +57,8 @@ class ControlView:
         self.blocked6: dict[int, int] = {}
         #: False while nothing is held: the hot path then skips the view entirely.
         self.active = False
+        #: When the overrides held last changed (seconds since the epoch; 0: never held any).
+        self.overrides_changed_at = 0.0
 
     def verdict(self, family: int, value: int, now: float | None = None) -> Verdict | None:
         """What the mutable sources decide for the address at ``now`` (default: the clock); None: ask
@@ -105,6 +108,19 @@ class ControlView:
                 hits.append(item)
         return sorted(hits, key=lambda o: (o.action != "allow", o.id))
 
+    def override_ranges(self, family: int, action: Action, now: float) -> list[tuple[int, int]]:
+        """The ranges of ``family`` that active overrides of ``action`` cover, sorted and merged
+        (for exports). O(n log n) in the overrides held."""
+        bounds = self._bounds
+        spans = sorted(
+            (first, last)
+            for item in self.overrides.values()
+            if item.action == action and item.active(now)
+            for fam, first, last in (bounds.get(item.id) or item.bounds,)
+            if fam == family
+        )
+        return list(merged(spans))
+
     # -- updates (one task per process) -----------------------------------------
 
     def compile(self, overrides: dict[int, Override]) -> Prepared:
@@ -115,6 +131,11 @@ class ControlView:
 
     def install(self, overrides: dict[int, Override], prepared: Prepared) -> None:
         """Serve ``overrides`` (prepared by :meth:`compile`) from now on."""
+        if overrides != self.overrides:
+            # The first set held dates from its newest override; later ones from now.
+            first = not self.overrides and not self.overrides_changed_at
+            newest = max((o.created_at for o in overrides.values()), default=0.0)
+            self.overrides_changed_at = newest if first else self.clock()
         self._bounds = prepared.bounds
         self.overrides = overrides
         self.compiled = prepared.compiled
