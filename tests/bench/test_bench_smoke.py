@@ -27,7 +27,7 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for name in (
         "layers", "http_throughput", "distributed", "startup_memory", "scale", "soak", "history", "control",
-        "compile", "updating", "ipv6", "batch",
+        "compile", "updating", "ipv6", "batch", "export",
     ):  # fmt: skip
         assert f"== bench.{name}: exit 0" in result.stdout
     throughput = json.loads((tmp_path / "http_throughput.json").read_text())
@@ -39,6 +39,9 @@ def test_every_benchmark_runs_at_a_tiny_size(tmp_path: Path) -> None:
     assert all(run["errors"] == 0 for run in throughput.values()), throughput
     batch = json.loads((tmp_path / "batch.json").read_text())
     assert all(run["errors"] == 0 for run in batch["medians"].values()), batch
+    export = json.loads((tmp_path / "export.json").read_text())
+    assert all(run["errors"] == 0 for run in export["polls"]["medians"].values()), export
+    assert export["ipsum"]["networks"] > 0
     # The soak checked every answer against the version it came from, through a Redis restart.
     soak = json.loads((tmp_path / "soak.json").read_text())
     assert soak["wrong_answers"] == 0
