@@ -53,6 +53,10 @@ class RedisHistoryReader:
         docs, horizon = await pipe.execute()
         return Catalog([VersionRecord.decode(d) for d in docs], float(horizon) if horizon else None)
 
+    async def open_keys(self, feed: str) -> list[bytes]:
+        """The keys of :meth:`opens` only (no values decoded)."""
+        return [_raw(key) for key in await self._client.hkeys(keys.timeline_key("opens", feed))]
+
     async def opens(self, feed: str) -> dict[bytes, Member]:
         """What history holds as listed now by ``feed``."""
         raw = await self._client.hgetall(keys.timeline_key("opens", feed))

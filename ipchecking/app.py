@@ -30,7 +30,15 @@ from blocklist import __version__
 from blocklist.controlstores import control_store
 from blocklist.decision import ControlView
 from blocklist.settings import Settings
-from ipchecking import batchroutes, controlroutes, exportroutes, historyroutes, iprepdroutes, routes
+from ipchecking import (
+    batchroutes,
+    changesroutes,
+    controlroutes,
+    exportroutes,
+    historyroutes,
+    iprepdroutes,
+    routes,
+)
 from ipchecking.auth import ApiKeys
 from ipchecking.controlservice import ControlService
 from ipchecking.controlsync import ControlSync
@@ -134,6 +142,7 @@ def create_app(
     api.state.live = live
     api.state.keys = keys
     api.state.export_tags = exportroutes.OverrideTag()
+    api.state.change_memo = changesroutes.ChangeMemo()
     api.state.control = ControlService(settings, store, sync)
     api.state.history = (
         SqliteSource(runtime.history)
@@ -143,6 +152,7 @@ def create_app(
     api.include_router(routes.router)
     api.include_router(batchroutes.router)
     api.include_router(exportroutes.router)
+    api.include_router(changesroutes.router)
     api.include_router(historyroutes.router)
     api.include_router(controlroutes.router)
     api.include_router(iprepdroutes.router)

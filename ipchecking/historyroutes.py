@@ -154,7 +154,7 @@ def _error(status: int, error: str, detail: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": error, "detail": detail, **extra}, status_code=status)
 
 
-def _horizon(settings: Settings, catalog: Catalog, now: float) -> float | None:
+def horizon_of(settings: Settings, catalog: Catalog, now: float) -> float | None:
     """Before this, answers are purged: the stored horizon or now minus the strictest retention."""
     retentions = [r for r in (settings.retention_for(f) for f in catalog.feeds()) if r > 0]
     computed = float(math.floor(now - min(retentions))) if retentions else None
@@ -224,7 +224,7 @@ async def explain(
             await _add_control(body, (family, value), request.app.state.control)
         return body
     catalog = await source.catalog()
-    horizon = _horizon(request.app.state.settings, catalog, time.time())
+    horizon = horizon_of(request.app.state.settings, catalog, time.time())
     if horizon is not None and moment < horizon:
         return _error(
             410, "purged", f"history before {iso_moment(horizon)} is purged", horizon=iso_moment(horizon)
@@ -365,7 +365,7 @@ async def versions(
 ) -> Any:
     """Number, when it came into force, and each feed's networks then; paginated."""
     catalog = await source.catalog()
-    horizon = _horizon(request.app.state.settings, catalog, time.time())
+    horizon = horizon_of(request.app.state.settings, catalog, time.time())
     counts = catalog.counts()
     newest = catalog.versions[::-1]
     return {

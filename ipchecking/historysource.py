@@ -37,6 +37,10 @@ class HistorySource(Protocol):
         """Keys of ``feed`` listed at ``second`` and not ``first``, and the reverse."""
         ...
 
+    async def opens(self, feed: str) -> list[bytes]:
+        """Keys of the networks ``feed`` lists in the latest version history holds."""
+        ...
+
 
 class SqliteSource:
     """History from the state directory (embedded mode)."""
@@ -70,6 +74,14 @@ class SqliteSource:
             records = reader.records(feed, reader.changed_keys(feed, low, high))
         return diff_keys(records, first, second)
 
+    async def opens(self, feed: str) -> list[bytes]:
+        """Keys of the networks ``feed`` lists in the latest version."""
+        return await asyncio.to_thread(self._opens, feed)
+
+    def _opens(self, feed: str) -> list[bytes]:
+        with self._store.reading() as reader:
+            return list(reader.opens(feed))
+
 
 class RedisSource:
     """History from Redis (distributed mode), read through ``client_for()`` (a replica)."""
@@ -98,3 +110,7 @@ class RedisSource:
         low, high = sorted((first, second))
         records = await reader.records(feed, await reader.changed_keys(feed, low, high))
         return diff_keys(records, first, second)
+
+    async def opens(self, feed: str) -> list[bytes]:
+        """Keys of the networks ``feed`` lists in the latest version."""
+        return await RedisHistoryReader(self._client_for()).open_keys(feed)

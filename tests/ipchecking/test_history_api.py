@@ -158,6 +158,9 @@ def test_retention_purges_old_history_everywhere_and_answers_410(tmp_path: Path,
             assert 0 <= parse_moment(response.json()["horizon"]) - parse_moment(listing["horizon"]) < 60
             assert (await client.get("/v1/versions/1")).status_code == 404
             assert (await client.get("/v1/versions/17")).status_code == 200  # in force at the horizon
+            purged_since = await client.get("/v1/changes", params={"since": 16})
+            assert (purged_since.status_code, purged_since.json()["oldest"]) == (410, 17)
+            assert (await client.get("/v1/changes", params={"since": 17})).status_code == 200
             history = (await client.get(f"/v1/ip/{purged.network_address}/history")).json()
             assert history["intervals"] == []
             for address in (str(n.network_address) for n in list(in_force)[:20]):
