@@ -24,8 +24,9 @@ from blocklist.errors import BlocklistError
 from blocklist.overrides import Action, Override
 from blocklist.reputation import Note, State
 
-Scope = Literal["read", "report", "admin"]
-SCOPES: tuple[Scope, ...] = ("read", "report", "admin")
+#: Ordered: a scope grants those before it. ``bouncer`` keys read CrowdSec decisions only.
+Scope = Literal["bouncer", "read", "report", "admin"]
+SCOPES: tuple[Scope, ...] = ("bouncer", "read", "report", "admin")
 #: A change's kind: an override put or dropped, a reputation block set or
 #: lifted, or the key set changed (reload it).
 ChangeKind = Literal["override", "blocked", "keys"]

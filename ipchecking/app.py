@@ -34,6 +34,7 @@ from ipchecking import (
     batchroutes,
     changesroutes,
     controlroutes,
+    crowdsecroutes,
     exportroutes,
     historyroutes,
     iprepdroutes,
@@ -42,6 +43,7 @@ from ipchecking import (
 from ipchecking.auth import ApiKeys
 from ipchecking.controlservice import ControlService
 from ipchecking.controlsync import ControlSync
+from ipchecking.crowdsecpulls import RedisPulls, SqlitePulls
 from ipchecking.distributed import DistributedRuntime
 from ipchecking.embedded import EmbeddedRuntime
 from ipchecking.fastpath import FastPathApp
@@ -143,11 +145,17 @@ def create_app(
     api.state.keys = keys
     api.state.export_tags = exportroutes.OverrideTag()
     api.state.change_memo = changesroutes.ChangeMemo()
+    api.state.decision_sets = crowdsecroutes.DecisionSets()
     api.state.control = ControlService(settings, store, sync)
     api.state.history = (
         SqliteSource(runtime.history)
         if isinstance(runtime, EmbeddedRuntime)
         else RedisSource(runtime.link.connector.reader)
+    )
+    api.state.crowdsec_pulls = (
+        SqlitePulls(settings.state_dir)
+        if isinstance(runtime, EmbeddedRuntime)
+        else RedisPulls(runtime.link.connector.primary)
     )
     api.include_router(routes.router)
     api.include_router(batchroutes.router)
@@ -156,6 +164,7 @@ def create_app(
     api.include_router(historyroutes.router)
     api.include_router(controlroutes.router)
     api.include_router(iprepdroutes.router)
+    api.include_router(crowdsecroutes.router)
     api.add_exception_handler(Exception, _internal_error)
     api.add_exception_handler(RequestValidationError, _invalid_request)
     api.add_exception_handler(controlroutes.AccessDenied, controlroutes.access_denied)

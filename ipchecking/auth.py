@@ -9,12 +9,14 @@ A request presents its key as ``Authorization: Bearer <key>``, ``X-API-Key:
 is compared with every known digest in constant time (``hmac.compare_digest``,
 all of them, no early exit).
 
-Scopes are ordered: ``read`` < ``report`` < ``admin``; a key's scope grants
-those below it. ``BLOCKLIST_PROTECT`` says which reads need a key (any
-valid one): ``none``; ``status`` (everything but ``/check_ip`` and the
-probes ``/healthz`` and ``/readyz``); ``all`` (also ``/check_ip``). Writes
-always need their scope: reports ``report``, overrides and the audit log
-``admin``.
+Scopes are ordered: ``bouncer`` < ``read`` < ``report`` < ``admin``; a
+key's scope grants those below it. ``BLOCKLIST_PROTECT`` says which reads
+need a key (``read`` or above): ``none``; ``status`` (everything but
+``/check_ip`` and the probes ``/healthz`` and ``/readyz``); ``all`` (also
+``/check_ip``). Writes always need their scope: reports ``report``,
+overrides and the audit log ``admin``. The CrowdSec decision API under
+``/crowdsec/`` always needs a key, ``bouncer`` or above, whatever
+``BLOCKLIST_PROTECT`` says; a ``bouncer`` key opens nothing else.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from blocklist.settings import Settings
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/iprepd/__lbheartbeat__", "/iprepd/__heartbeat__", "/iprepd/__version__"}
 )
+#: Paths under which routes check keys themselves (the CrowdSec API: always a key).
+SELF_CHECKED_PREFIX = "/crowdsec/"
 #: Paths of lookups other than ``/check_ip``: protected exactly as it is.
 LOOKUP_PATHS = frozenset({"/v1/check"})
 #: Name of the keys configured in ``BLOCKLIST_API_KEYS`` (in the audit log).
@@ -106,6 +110,8 @@ class ApiKeys:
         """
         if path in LOOKUP_PATHS:
             return self.protects_lookups
+        if path.startswith(SELF_CHECKED_PREFIX):
+            return False
         return self.protects_status and path not in OPEN_PATHS
 
     def identify(self, headers: Iterable[tuple[bytes, bytes]]) -> Principal | None:
@@ -121,8 +127,9 @@ class ApiKeys:
         return found
 
     def allows(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
-        """True if the raw ASGI ``headers`` present any valid key."""
-        return self.identify(headers) is not None
+        """True if the raw ASGI ``headers`` present a valid key that may read (``read`` or above)."""
+        principal = self.identify(headers)
+        return principal is not None and grants(principal.scope, "read")
 
 
 def presented_key(headers: Iterable[tuple[bytes, bytes]]) -> bytes | None:

@@ -1,6 +1,6 @@
 """``python -m ipchecking keys``: create, list and revoke API keys.
 
-    python -m ipchecking keys create --name NAME --scope read|report|admin
+    python -m ipchecking keys create --name NAME --scope bouncer|read|report|admin
     python -m ipchecking keys list
     python -m ipchecking keys revoke NAME
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.redisserver import RedisServer, redis_server
 
 _SHARED_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 
@@ -16,3 +19,13 @@ def shared_data() -> Path:
     if not path.is_dir():
         pytest.fail(f"shared feed data not found at {path}")
     return path
+
+
+@pytest.fixture
+def primary_and_replica(tmp_path: Path) -> Iterator[tuple[RedisServer, RedisServer]]:
+    """A real redis-server primary and its replica, on free ports in ``tmp_path``."""
+    with (
+        redis_server(tmp_path / "primary") as primary,
+        redis_server(tmp_path / "replica", replica_of=primary) as replica,
+    ):
+        yield primary, replica
